@@ -1,0 +1,22 @@
+// A small persistent thread pool (no OpenMP): work is split into chunks that the calling
+// thread and the workers take in turn. A parallel_for issued from inside a worker, or while
+// another one runs, executes serially, so nesting is always safe.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace adapprox {
+
+// Threads used by the core: ADAPPROX_NUM_THREADS if set, else std::thread::hardware_concurrency().
+int num_threads();
+void set_num_threads(int n);
+
+// Calls fn(chunk, begin, end) for `chunks` contiguous ranges covering [0, n), each at least
+// `grain` long (fewer chunks if n is small). Exceptions from fn are rethrown in the caller.
+void parallel_chunks(int64_t n, int64_t grain,
+                     const std::function<void(int chunk, int64_t begin, int64_t end)>& fn);
+
+// The number of chunks parallel_chunks(n, grain, ...) will use.
+int chunk_count(int64_t n, int64_t grain);
+
+}  // namespace adapprox

@@ -1,0 +1,136 @@
+// Internal: AS-RSI over an implicit operator. Uses Eigen; never included by public headers.
+#pragma once
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "adapprox/as_rsi.hpp"
+#include "adapprox/random.hpp"
+#include "adapprox/tensor.hpp"
+#include "adapprox/thread_pool.hpp"
+
+namespace adapprox::detail {
+
+template <class T>
+using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using MapC = Eigen::Map<const Mat<T>>;
+template <class T>
+using MapM = Eigen::Map<Mat<T>>;
+
+// An m x n matrix known only through products: what AS-RSI needs to see of V.
+template <class T>
+class Operator {
+ public:
+  virtual ~Operator() = default;
+  virtual int64_t rows() const = 0;
+  virtual int64_t cols() const = 0;
+  virtual void apply(const Mat<T>& x, Mat<T>& y) const = 0;    // y = A x   (x: n x c)
+  virtual void apply_t(const Mat<T>& y, Mat<T>& z) const = 0;  // z = A^T y (y: m x c)
+  virtual double frob_sq() const = 0;                           // ||A||_F^2
+};
+
+// Rows per tile in row-blocked products: keeps a tile of a wide matrix in cache.
+inline int64_t row_grain(int64_t n) { return std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, n)); }
+
+// z = sum over row blocks of f(block)^T y_block, with one accumulator per chunk (no m x n transient).
+template <class T, class BlockT>
+void blocked_transpose_product(int64_t m, int64_t n, const Mat<T>& y, Mat<T>& z, const BlockT& block_t_times) {
+  const int64_t c = y.cols();
+  const int chunks = chunk_count(m, row_grain(n));
+  std::vector<Mat<T>> partial(std::max(chunks, 1), Mat<T>::Zero(n, c));
+  parallel_chunks(m, row_grain(n), [&](int ch, int64_t r0, int64_t r1) { block_t_times(r0, r1, partial[ch]); });
+  z.setZero(n, c);
+  for (auto& p : partial) z += p;
+}
+
+template <class T>
+void orthonormalise(Mat<T>& y) {
+  // Thin Q of a Householder QR: stable in float32, orthonormal even if y is rank-deficient.
+  const int64_t m = y.rows(), w = y.cols();
+  Eigen::HouseholderQR<Mat<T>> qr(y);
+  Mat<T> q = qr.householderQ() * Mat<T>::Identity(m, w);
+  y.swap(q);
+}
+
+struct RankChoice {
+  int rank;
+  double rel_err;
+};
+
+// The smallest j in [min_rank, cap] with err_j <= tol ||A||, where
+// err_j^2 = ||A||_F^2 - sum_{i<=j} sigma_i^2 (exact for an orthonormal sketch basis).
+inline RankChoice choose_rank(const Eigen::VectorXd& sigma_sq, double frob_sq, int min_rank, int cap, double tol,
+                              bool* met) {
+  double captured = 0;
+  RankChoice last{cap, 0};
+  for (int j = 1; j <= cap; ++j) {
+    captured += sigma_sq(j - 1);
+    const double err = frob_sq > 0 ? std::sqrt(std::max(0.0, frob_sq - captured) / frob_sq) : 0.0;
+    if (j >= min_rank && err <= tol) {
+      *met = true;
+      return {j, err};
+    }
+    last = {j, err};
+  }
+  *met = false;
+  return last;
+}
+
+// AS-RSI: sketch width w = k + p, `power_iters` QR-stabilised subspace iterations, a small
+// eigendecomposition of B B^T (B = Q^T A) for singular values, rank by choose_rank, and the
+// starting rank doubled (a fresh sketch) while the tolerance is out of the sketch's reach.
+template <class T>
+RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt) {
+  const int64_t m = op.rows(), n = op.cols();
+  const int64_t full = std::min(m, n);
+  int min_rank, max_rank;
+  resolve_rank_bounds(opt, m, n, min_rank, max_rank);
+  int k = std::clamp(opt.rank, min_rank, max_rank);
+  const double frob_sq = op.frob_sq();
+  RsiResult<T> out;
+  for (uint64_t attempt = 0;; ++attempt) {
+    const int w = static_cast<int>(std::min<int64_t>(full, int64_t(k) + opt.oversample));
+    const uint64_t key = sketch_key(opt.seed, opt.step, opt.stream, attempt);
+    Mat<T> omega(n, w);
+    parallel_chunks(n, 256, [&](int, int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i)
+        for (int j = 0; j < w; ++j) omega(i, j) = static_cast<T>(gaussian(key, uint64_t(i) * w + j));
+    });
+    Mat<T> y, z;
+    op.apply(omega, y);
+    orthonormalise(y);
+    for (int it = 0; it < opt.power_iters; ++it) {
+      op.apply_t(y, z);
+      orthonormalise(z);
+      op.apply(z, y);
+      orthonormalise(y);
+    }
+    Mat<T> bt;  // B^T = A^T Q, n x w
+    op.apply_t(y, bt);
+    const Eigen::MatrixXd btd = bt.template cast<double>();
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(btd.transpose() * btd);
+    // Eigen sorts ascending: reverse to descending singular values.
+    Eigen::VectorXd sigma_sq = eig.eigenvalues().reverse().cwiseMax(0.0);
+    Eigen::MatrixXd basis = eig.eigenvectors().rowwise().reverse();
+    const int cap = std::min(w, max_rank);
+    bool met = false;
+    const RankChoice choice = choose_rank(sigma_sq, frob_sq, min_rank, cap, opt.tol, &met);
+    if (!met && cap < max_rank && w < full) {
+      k = std::min(2 * k, max_rank);
+      continue;
+    }
+    const int r = choice.rank;
+    const Mat<T> wk = basis.leftCols(r).cast<T>();
+    Mat<T> q = y * wk;   // m x r
+    Mat<T> u = bt * wk;  // n x r: U = A^T Q_r, so Q_r U^T = Q_r Q_r^T A
+    out.q.assign(q.data(), q.data() + q.size());
+    out.u.assign(u.data(), u.data() + u.size());
+    out.rank = r;
+    out.rel_err = choice.rel_err;
+    return out;
+  }
+}
+
+}  // namespace adapprox::detail

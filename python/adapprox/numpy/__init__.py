@@ -1,0 +1,4 @@
+"""The adapprox optimizers for NumPy: each updates a list of arrays in place, ``opt.step(grads)``."""
+from .adapprox import Adapprox
+
+__all__ = ["Adapprox"]

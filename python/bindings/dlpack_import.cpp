@@ -1,0 +1,134 @@
+#include "dlpack_import.hpp"
+
+#include <vector>
+
+namespace py = pybind11;
+
+namespace adapprox::py_dlpack {
+namespace {
+
+const char* device_name(int32_t type) {
+  switch (type) {
+    case dlpack::kDLCPU: return "cpu";
+    case dlpack::kDLCUDA: return "cuda";
+    case dlpack::kDLCUDAHost: return "cuda_host";
+    case dlpack::kDLCUDAManaged: return "cuda_managed";
+    case dlpack::kDLROCM: return "rocm";
+    case dlpack::kDLMetal: return "metal";
+    case dlpack::kDLVulkan: return "vulkan";
+    case dlpack::kDLOneAPI: return "oneapi";
+    default: return "unknown";
+  }
+}
+
+bool to_dtype(const dlpack::DataType& t, DType* out) {
+  if (t.lanes != 1) return false;
+  if (t.code == dlpack::kDLFloat && t.bits == 32) return *out = DType::f32, true;
+  if (t.code == dlpack::kDLFloat && t.bits == 64) return *out = DType::f64, true;
+  if (t.code == dlpack::kDLFloat && t.bits == 16) return *out = DType::f16, true;
+  if (t.code == dlpack::kDLBfloat && t.bits == 16) return *out = DType::bf16, true;
+  return false;
+}
+
+std::string dtype_desc(const dlpack::DataType& t) {
+  const char* kinds[] = {"int", "uint", "float", "opaque", "bfloat", "complex", "bool"};
+  std::string s = t.code <= 6 ? kinds[t.code] : "code" + std::to_string(t.code);
+  return s + std::to_string(t.bits) + (t.lanes != 1 ? "x" + std::to_string(t.lanes) : "");
+}
+
+// C-contiguous: strides absent, or equal to the row-major strides wherever the extent is > 1.
+bool is_c_contiguous(const dlpack::Tensor& t) {
+  if (!t.strides) return true;
+  int64_t expect = 1;
+  for (int i = t.ndim - 1; i >= 0; --i) {
+    if (t.shape[i] != 1 && t.strides[i] != expect) return false;
+    expect *= t.shape[i];
+  }
+  return true;
+}
+
+}  // namespace
+
+Imported& Imported::operator=(Imported&& o) noexcept {
+  if (this != &o) {
+    release();
+    ref = std::move(o.ref);
+    read_only = o.read_only;
+    legacy_ = o.legacy_;
+    versioned_ = o.versioned_;
+    o.legacy_ = nullptr;
+    o.versioned_ = nullptr;
+  }
+  return *this;
+}
+
+void Imported::release() {
+  if (versioned_ && versioned_->deleter) versioned_->deleter(versioned_);
+  if (legacy_ && legacy_->deleter) legacy_->deleter(legacy_);
+  versioned_ = nullptr;
+  legacy_ = nullptr;
+}
+
+Imported import_tensor(py::handle obj, const std::string& name, bool writable) {
+  if (!py::hasattr(obj, "__dlpack__") || !py::hasattr(obj, "__dlpack_device__"))
+    throw py::type_error(name + ": expected an array that supports DLPack (NumPy, PyTorch, CuPy, JAX), got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  // Ask where it lives before exporting, so a CUDA tensor never gets a stream it cannot use.
+  py::tuple dev = obj.attr("__dlpack_device__")();
+  const int32_t dev_type = dev[0].cast<int32_t>();
+  if (dev_type != dlpack::kDLCPU)
+    throw py::value_error(name + ": unsupported device '" + device_name(dev_type) + ":" +
+                          std::to_string(dev[1].cast<int>()) +
+                          "'; this build of adapprox runs on the CPU only (move the tensor to the CPU)");
+  py::object cap;
+  try {
+    cap = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 1));
+  } catch (py::error_already_set& e) {
+    if (e.matches(PyExc_BufferError))
+      throw py::value_error(name + ": cannot be exported (" + std::string(e.what()) +
+                            "); a read-only array cannot be updated in place");
+    if (!e.matches(PyExc_TypeError)) throw;
+    try {
+      cap = obj.attr("__dlpack__")();  // producer predates the versioned protocol
+    } catch (py::error_already_set& e2) {
+      if (e2.matches(PyExc_BufferError))
+        throw py::value_error(name + ": is read-only or cannot be exported (" + std::string(e2.what()) + ")");
+      throw;
+    }
+  }
+  PyObject* c = cap.ptr();
+  Imported out;
+  const dlpack::Tensor* t = nullptr;
+  if (PyCapsule_IsValid(c, "dltensor_versioned")) {
+    out.versioned_ = static_cast<dlpack::ManagedTensorVersioned*>(PyCapsule_GetPointer(c, "dltensor_versioned"));
+    PyCapsule_SetName(c, "used_dltensor_versioned");
+    if (out.versioned_->version.major != 1) {
+      const auto major = out.versioned_->version.major;
+      throw py::value_error(name + ": DLPack version " + std::to_string(major) + " is not supported (need 1.x)");
+    }
+    t = &out.versioned_->dl_tensor;
+    out.read_only = (out.versioned_->flags & dlpack::kFlagReadOnly) != 0;
+  } else if (PyCapsule_IsValid(c, "dltensor")) {
+    out.legacy_ = static_cast<dlpack::ManagedTensor*>(PyCapsule_GetPointer(c, "dltensor"));
+    PyCapsule_SetName(c, "used_dltensor");
+    t = &out.legacy_->dl_tensor;
+  } else {
+    throw py::type_error(name + ": __dlpack__ did not return a DLPack capsule");
+  }
+  // From here `out` owns the tensor: any throw below runs its deleter once.
+  if (t->device.device_type != dlpack::kDLCPU)
+    throw py::value_error(name + ": unsupported device '" + device_name(t->device.device_type) + "'");
+  if (!to_dtype(t->dtype, &out.ref.dtype))
+    throw py::type_error(name + ": unsupported dtype " + dtype_desc(t->dtype) +
+                         "; expected float32, float64, float16 or bfloat16");
+  if (!is_c_contiguous(*t))
+    throw py::value_error(name + ": must be C-contiguous (got a strided view); an optimizer updates its buffers "
+                                 "in place and never copies them");
+  if (writable && out.read_only)
+    throw py::value_error(name + ": is read-only; the optimizer must update it in place");
+  out.ref.shape.assign(t->shape, t->shape + t->ndim);
+  out.ref.data = static_cast<char*>(t->data) + t->byte_offset;
+  return out;
+}
+
+}  // namespace adapprox::py_dlpack

@@ -1,0 +1,187 @@
+// adapprox._core: the native core for Python. Arrays arrive through DLPack; the optimizer
+// state stays on the C++ side; the GIL is released while native code runs.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "adapprox/adapprox.hpp"
+#include "adapprox/as_rsi.hpp"
+#include "adapprox/thread_pool.hpp"
+#include "dlpack_import.hpp"
+
+namespace py = pybind11;
+using namespace adapprox;
+
+namespace {
+
+template <class T>
+py::array_t<T> to_numpy(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
+  py::array_t<T> a(shape);
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+std::vector<float> from_numpy(const py::object& obj, int64_t expected, const char* name) {
+  auto a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(obj);
+  if (!a) throw py::type_error(std::string(name) + ": expected an array of float32");
+  if (a.size() != expected)
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(expected) + " elements, got " +
+                          std::to_string(a.size()));
+  return std::vector<float>(a.data(), a.data() + a.size());
+}
+
+py::tuple as_rsi_py(py::handle a, int rank, int min_rank, int max_rank, double tol, int oversample,
+                    int power_iters, uint64_t seed) {
+  py_dlpack::Imported in = py_dlpack::import_tensor(a, "A", /*writable=*/false);
+  if (in.ref.shape.size() != 2)
+    throw py::value_error("A: expected a 2-D matrix, got shape " + shape_str(in.ref.shape));
+  RsiOptions opt;
+  opt.rank = rank;
+  opt.min_rank = min_rank;
+  opt.max_rank = max_rank;
+  opt.tol = tol;
+  opt.oversample = oversample;
+  opt.power_iters = power_iters;
+  opt.seed = seed;
+  const int64_t m = in.ref.shape[0], n = in.ref.shape[1];
+  auto finish = [&](auto&& r) {
+    using T = typename std::decay_t<decltype(r.q)>::value_type;
+    return py::make_tuple(to_numpy<T>(r.q, {m, r.rank}), to_numpy<T>(r.u, {n, r.rank}), r.rel_err);
+  };
+  if (in.ref.dtype == DType::f64) {
+    RsiResult<double> r;
+    {
+      py::gil_scoped_release nogil;
+      r = as_rsi(static_cast<const double*>(in.ref.data), m, n, opt);
+    }
+    return finish(r);
+  }
+  if (in.ref.dtype != DType::f32)
+    throw py::type_error(std::string("A: as_rsi supports float32 and float64, got ") + dtype_name(in.ref.dtype));
+  RsiResult<float> r;
+  {
+    py::gil_scoped_release nogil;
+    r = as_rsi(static_cast<const float*>(in.ref.data), m, n, opt);
+  }
+  return finish(r);
+}
+
+AdapproxHyper hyper_from(const py::dict& d) {
+  AdapproxHyper h;
+  h.lr = d["lr"].cast<double>();
+  h.beta1 = d["beta1"].cast<double>();
+  h.beta2 = d["beta2"].cast<double>();
+  h.eps = d["eps"].cast<double>();
+  h.clip_threshold = d["clip_threshold"].cast<double>();
+  h.weight_decay = d["weight_decay"].cast<double>();
+  h.rsi.rank = d["rank"].cast<int>();
+  h.rsi.min_rank = d["min_rank"].cast<int>();
+  h.rsi.max_rank = d["max_rank"].is_none() ? 0 : d["max_rank"].cast<int>();
+  h.rsi.tol = d["tol"].cast<double>();
+  h.rsi.oversample = d["oversample"].cast<int>();
+  h.rsi.power_iters = d["power_iters"].cast<int>();
+  h.rsi.seed = d["seed"].cast<uint64_t>();
+  h.cosine_guidance = d["cosine_guidance"].cast<bool>();
+  h.maximize = d["maximize"].cast<bool>();
+  return h;
+}
+
+// One native call per parameter group: import everything, validate everything, then step.
+void adapprox_step_py(const std::vector<AdapproxState*>& states, const py::list& params, const py::list& grads,
+                      const std::vector<uint64_t>& indices, const py::dict& hyper) {
+  const size_t n = states.size();
+  if (py::len(params) != n || py::len(grads) != n || indices.size() != n)
+    throw py::value_error("states, params, grads and indices must have the same length");
+  const AdapproxHyper h = hyper_from(hyper);
+  validate(h);
+  std::vector<py_dlpack::Imported> held;
+  held.reserve(2 * n);
+  std::vector<AdapproxSlot> slots(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string idx = "[" + std::to_string(i) + "]";
+    held.push_back(py_dlpack::import_tensor(params[i], "params" + idx, /*writable=*/true));
+    held.push_back(py_dlpack::import_tensor(grads[i], "grads" + idx, /*writable=*/false));
+    slots[i] = AdapproxSlot{states[i], held[2 * i].ref, held[2 * i + 1].ref, indices[i]};
+    if (held[2 * i].ref.data == held[2 * i + 1].ref.data && held[2 * i].ref.numel() > 0)
+      throw py::value_error("params" + idx + ": the gradient aliases the parameter buffer");
+  }
+  py::gil_scoped_release nogil;
+  adapprox_step(slots, h);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "adapprox native core (C++17 + Eigen), reached through DLPack";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::type)
+        PyErr_SetString(PyExc_TypeError, e.what());
+      else
+        PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  m.def("num_threads", &num_threads, "Threads the native core uses.");
+  m.def("set_num_threads", &set_num_threads, py::arg("n"), "Set the number of native threads.");
+  m.def("as_rsi", &as_rsi_py, py::arg("A"), py::arg("rank"), py::arg("min_rank"), py::arg("max_rank"),
+        py::arg("tol"), py::arg("oversample"), py::arg("power_iters"), py::arg("seed"));
+  m.def("default_max_rank", &default_max_rank, py::arg("m"), py::arg("n"));
+
+  py::class_<AdapproxState>(m, "AdapproxState")
+      .def(py::init<std::vector<int64_t>>(), py::arg("shape"))
+      .def_property_readonly("shape", [](const AdapproxState& s) { return py::tuple(py::cast(s.shape)); })
+      .def_property_readonly("factored", [](const AdapproxState& s) { return s.factored; })
+      .def_property_readonly("rows", [](const AdapproxState& s) { return s.rows; })
+      .def_property_readonly("cols", [](const AdapproxState& s) { return s.cols; })
+      .def_property_readonly("step", [](const AdapproxState& s) { return s.step; })
+      .def_property_readonly("rank", [](const AdapproxState& s) { return s.rank; })
+      .def_property_readonly("state_bytes", &AdapproxState::state_bytes)
+      .def_property_readonly("has_exp_avg", [](const AdapproxState& s) { return !s.m.empty(); })
+      .def("workspace_bytes",
+           [](const AdapproxState& s, const py::dict& hyper, int dtype_bytes) {
+             return adapprox_step_workspace_bytes(s, hyper_from(hyper), dtype_bytes);
+           })
+      .def("buffers",
+           [](const AdapproxState& s) {
+             py::dict d;
+             std::vector<py::ssize_t> full(s.shape.begin(), s.shape.end());
+             if (s.factored) {
+               d["factor_q"] = to_numpy(s.q, {s.rows, s.rank});
+               d["factor_u"] = to_numpy(s.u, {s.cols, s.rank});
+             } else if (!s.v.empty()) {
+               d["exp_avg_sq"] = to_numpy(s.v, full);
+             }
+             if (!s.m.empty()) d["exp_avg"] = to_numpy(s.m, full);
+             return d;
+           },
+           "Copies of the state buffers as float32 NumPy arrays.")
+      .def("load",
+           [](AdapproxState& s, int64_t step, int rank, const py::dict& buffers) {
+             AdapproxState next(s.shape);  // build, check, then swap: a bad load changes nothing
+             next.step = step;
+             next.rank = rank;
+             auto get = [&](const char* key, int64_t count, std::vector<float>& dst) {
+               if (buffers.contains(key)) dst = from_numpy(buffers[key], count, key);
+             };
+             get("factor_q", next.rows * rank, next.q);
+             get("factor_u", next.cols * rank, next.u);
+             get("exp_avg_sq", next.numel(), next.v);
+             get("exp_avg", next.numel(), next.m);
+             if (s.factored && step > 0 && (!buffers.contains("factor_q") || !buffers.contains("factor_u")))
+               throw py::value_error("state of shape " + shape_str(s.shape) + ": factor_q and factor_u are required");
+             next.check();
+             s = std::move(next);
+           },
+           py::arg("step"), py::arg("rank"), py::arg("buffers"));
+
+  m.def("check_adapprox_hyper", [](const py::dict& d) { validate(hyper_from(d)); }, py::arg("hyper"),
+        "Raise ValueError naming the first hyperparameter out of range.");
+  m.def("adapprox_step", &adapprox_step_py, py::arg("states"), py::arg("params"), py::arg("grads"),
+        py::arg("indices"), py::arg("hyper"));
+}
