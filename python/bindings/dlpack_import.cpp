@@ -39,6 +39,8 @@ std::string dtype_desc(const dlpack::DataType& t) {
 // C-contiguous: strides absent, or equal to the row-major strides wherever the extent is > 1.
 bool is_c_contiguous(const dlpack::Tensor& t) {
   if (!t.strides) return true;
+  for (int i = 0; i < t.ndim; ++i)
+    if (t.shape[i] == 0) return true;  // an empty tensor has no layout to get wrong
   int64_t expect = 1;
   for (int i = t.ndim - 1; i >= 0; --i) {
     if (t.shape[i] != 1 && t.strides[i] != expect) return false;
@@ -122,8 +124,8 @@ Imported import_tensor(py::handle obj, const std::string& name, bool writable) {
     throw py::type_error(name + ": unsupported dtype " + dtype_desc(t->dtype) +
                          "; expected float32, float64, float16 or bfloat16");
   if (!is_c_contiguous(*t))
-    throw py::value_error(name + ": must be C-contiguous (got a strided view); an optimizer updates its buffers "
-                                 "in place and never copies them");
+    throw py::value_error(name + ": must be C-contiguous (got a strided view); adapprox works on the caller's "
+                                 "buffer and never makes a hidden copy");
   if (writable && out.read_only)
     throw py::value_error(name + ": is read-only; the optimizer must update it in place");
   out.ref.shape.assign(t->shape, t->shape + t->ndim);

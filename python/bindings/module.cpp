@@ -89,9 +89,11 @@ AdapproxHyper hyper_from(const py::dict& d) {
 }
 
 // One native call per parameter group: import everything, validate everything, then step.
-void adapprox_step_py(const std::vector<AdapproxState*>& states, const py::list& params, const py::list& grads,
-                      const std::vector<uint64_t>& indices, const py::dict& hyper) {
-  const size_t n = states.size();
+// A None in `states` gets a fresh state shaped like its parameter; the states used are returned
+// (the caller keeps new ones only if the step succeeded).
+py::list adapprox_step_py(const py::list& states, const py::list& params, const py::list& grads,
+                          const std::vector<uint64_t>& indices, const py::dict& hyper) {
+  const size_t n = py::len(states);
   if (py::len(params) != n || py::len(grads) != n || indices.size() != n)
     throw py::value_error("states, params, grads and indices must have the same length");
   const AdapproxHyper h = hyper_from(hyper);
@@ -99,16 +101,23 @@ void adapprox_step_py(const std::vector<AdapproxState*>& states, const py::list&
   std::vector<py_dlpack::Imported> held;
   held.reserve(2 * n);
   std::vector<AdapproxSlot> slots(n);
+  py::list used;
   for (size_t i = 0; i < n; ++i) {
     const std::string idx = "[" + std::to_string(i) + "]";
     held.push_back(py_dlpack::import_tensor(params[i], "params" + idx, /*writable=*/true));
     held.push_back(py_dlpack::import_tensor(grads[i], "grads" + idx, /*writable=*/false));
-    slots[i] = AdapproxSlot{states[i], held[2 * i].ref, held[2 * i + 1].ref, indices[i]};
-    if (held[2 * i].ref.data == held[2 * i + 1].ref.data && held[2 * i].ref.numel() > 0)
+    const TensorRef& p = held[2 * i].ref;
+    if (p.data == held[2 * i + 1].ref.data && p.numel() > 0)
       throw py::value_error("params" + idx + ": the gradient aliases the parameter buffer");
+    py::object st = states[i].is_none() ? py::cast(AdapproxState(p.shape)) : py::reinterpret_borrow<py::object>(states[i]);
+    used.append(st);
+    slots[i] = AdapproxSlot{st.cast<AdapproxState*>(), p, held[2 * i + 1].ref, indices[i]};
   }
-  py::gil_scoped_release nogil;
-  adapprox_step(slots, h);
+  {
+    py::gil_scoped_release nogil;
+    adapprox_step(slots, h);
+  }
+  return used;
 }
 
 }  // namespace

@@ -48,9 +48,8 @@ class Adapprox:
             raise ValueError(f"grads: expected {len(self.params)} gradients (one per parameter), got {len(grads)}")
         S.check_hyper(self.hyper)
         idx = [i for i, g in enumerate(grads) if g is not None]
-        states = [self.states[i] or _core.AdapproxState(list(np.shape(self.params[i]))) for i in idx]
         try:
-            _core.adapprox_step(states, [self.params[i] for i in idx], [grads[i] for i in idx], idx,
+            states = _core.adapprox_step([self.states[i] for i in idx], [self.params[i] for i in idx], [grads[i] for i in idx], idx,
                                 S.native_hyper(self.hyper))
         except (ValueError, TypeError) as e:
             # The core names positions within this call; map them back to the caller's indices.

@@ -49,16 +49,13 @@ class Adapprox(torch.optim.Optimizer):
                 loss = closure()
         index = 0
         for gi, group in enumerate(self.param_groups):
-            states, params, grads, indices, fresh = [], [], [], [], []
+            states, params, grads, indices, owners = [], [], [], [], []
             for p in group["params"]:
                 if p.grad is not None:
                     if p.grad.is_sparse:
                         raise TypeError(f"param_groups[{gi}]: Adapprox does not support sparse gradients")
-                    native = self.state[p].get("native") if p in self.state else None
-                    if native is None:
-                        native = _core.AdapproxState(list(p.shape))
-                        fresh.append((p, native))
-                    states.append(native)
+                    states.append(self.state[p].get("native") if p in self.state else None)
+                    owners.append(p)
                     params.append(p.detach())
                     grads.append(p.grad.detach())
                     indices.append(index)
@@ -66,10 +63,10 @@ class Adapprox(torch.optim.Optimizer):
             if not states:
                 continue
             try:
-                _core.adapprox_step(states, params, grads, indices, S.native_hyper(group))
+                used = _core.adapprox_step(states, params, grads, indices, S.native_hyper(group))
             except (ValueError, TypeError) as e:
                 raise type(e)(f"param_groups[{gi}] {e}") from None
-            for p, native in fresh:  # only a step that ran creates state
+            for p, native in zip(owners, used):  # only a step that ran creates state
                 self.state[p]["native"] = native
         return loss
 
