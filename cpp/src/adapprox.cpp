@@ -5,12 +5,17 @@
 #include <sstream>
 
 #include "as_rsi_impl.hpp"
+#include "row_kernels.hpp"
 
 namespace adapprox {
 
 using detail::Mat;
 using detail::MapC;
 using MatF = Mat<float>;
+
+struct Sums3 {
+  double v[3] = {0, 0, 0};  // sum m*mhat, sum m*m, sum mhat*mhat (cosine guidance)
+};
 
 void validate(const AdapproxHyper& h) {
   auto bad = [](const std::string& what) { throw Error(ErrorKind::value, what); };
@@ -57,126 +62,119 @@ void AdapproxState::check() const {
 
 namespace {
 
-// V = b2 * Q U^T + (1 - b2) * G∘G as an operator, in row tiles: G∘G is squared tile by tile
-// and never stored whole.
+// Row-major k x n copy of an n x k matrix: each column contiguous, as the row kernels want.
+MatF columns_of(const MapC<float>& x) { return x.transpose(); }
+MatF columns_of(const MatF& x) { return x.transpose(); }
+
+// V = b2 * Q U^T + (1 - b2) * G∘G as an operator, row by row: G∘G is squared one row at a time
+// and never stored. The first product also gathers, in the same pass over G, the sums that
+// ||V||_F and the RMS clip need, so a step reads G as few times as possible.
 class EmaOperator final : public detail::Operator<float> {
  public:
-  EmaOperator(const float* q, const float* u, int rank, const float* g, int64_t m, int64_t n, float b2)
-      : q_(q, m, rank), u_(u, n, rank), g_(g, m, n), m_(m), n_(n), k_(rank), b2_(b2) {}
+  EmaOperator(const float* q, const float* u, int rank, const float* g, int64_t m, int64_t n, float b2, float eps)
+      : q_(q, m, rank), u_(u, n, rank), g_(g), m_(m), n_(n), k_(rank), b2_(b2), eps_(eps) {
+    if (k_ > 0) ut_ = columns_of(u_);
+  }
   int64_t rows() const override { return m_; }
   int64_t cols() const override { return n_; }
 
   void apply(const MatF& x, MatF& y) const override {
-    y.resize(m_, x.cols());
+    const int c = static_cast<int>(x.cols());
+    y.resize(m_, c);
+    const MatF xt = columns_of(x);
     MatF ux;
-    if (k_ > 0) ux = u_.transpose() * x;  // k x c
-    const int64_t tile = detail::row_grain(n_);
-    parallel_chunks(m_, tile, [&](int, int64_t r0, int64_t r1) {
-      MatF sq;
-      for (int64_t t0 = r0; t0 < r1; t0 += tile) {
-        const int64_t len = std::min(tile, r1 - t0);
-        sq = g_.middleRows(t0, len).array().square() * (1 - b2_);
-        y.middleRows(t0, len).noalias() = sq * x;
-        if (k_ > 0) y.middleRows(t0, len).noalias() += b2_ * (q_.middleRows(t0, len) * ux);
+    if (k_ > 0) ux = b2_ * (u_.transpose() * x);  // k x c
+    const bool gather = !gathered_;
+    const int64_t grain = detail::row_grain(n_);
+    std::vector<Stats> part(std::max(1, chunk_count(m_, grain)));
+    parallel_chunks(m_, grain, [&](int ch, int64_t r0, int64_t r1) {
+      std::vector<float> sq(n_), den(gather ? n_ : 0), qu(k_);
+      for (int64_t i = r0; i < r1; ++i) {
+        const float* gi = g_ + i * n_;
+        const double g4 = kernels::square_row(gi, n_, sq.data());
+        float* yi = y.data() + i * c;
+        kernels::row_dots(sq.data(), xt.data(), n_, c, yi);
+        for (int j = 0; j < c; ++j) yi[j] *= (1 - b2_);
+        if (k_ > 0) y.row(i).noalias() += q_.row(i) * ux;
+        if (gather) {
+          Stats& st = part[ch];
+          st.g4 += g4;
+          if (k_ > 0) {  // q_i . (sq U)
+            kernels::row_dots(sq.data(), ut_.data(), n_, k_, qu.data());
+            for (int r = 0; r < k_; ++r) st.cross += double(q_(i, r)) * qu[r];
+          }
+          kernels::den_row(q_.data() + i * k_, ut_.data(), k_, sq.data(), n_, b2_, den.data());
+          st.mhat_sq += kernels::mhat_sq_row(gi, den.data(), n_, eps_);
+        }
       }
     });
+    if (gather) {
+      for (const Stats& p : part) stats_.g4 += p.g4, stats_.cross += p.cross, stats_.mhat_sq += p.mhat_sq;
+      gathered_ = true;
+    }
   }
 
   void apply_t(const MatF& y, MatF& z) const override {
-    const int64_t tile = detail::row_grain(n_);
-    detail::blocked_transpose_product<float>(m_, n_, y, z, [&](int64_t r0, int64_t r1, MatF& acc) {
-      MatF sq;
-      for (int64_t t0 = r0; t0 < r1; t0 += tile) {
-        const int64_t len = std::min(tile, r1 - t0);
-        sq = g_.middleRows(t0, len).array().square() * (1 - b2_);
-        acc.noalias() += sq.transpose() * y.middleRows(t0, len);
+    const int c = static_cast<int>(y.cols());
+    const int64_t grain = detail::row_grain(n_);
+    const int chunks = std::max(1, chunk_count(m_, grain));
+    std::vector<MatF> part(chunks, MatF::Zero(c, n_));  // z^T per chunk
+    parallel_chunks(m_, grain, [&](int ch, int64_t r0, int64_t r1) {
+      std::vector<float> sq(n_), yi(c);
+      for (int64_t i = r0; i < r1; ++i) {
+        kernels::square_row(g_ + i * n_, n_, sq.data());
+        for (int j = 0; j < c; ++j) yi[j] = (1 - b2_) * y(i, j);
+        kernels::row_axpys(sq.data(), yi.data(), c, n_, part[ch].data());
       }
     });
+    for (int ch = 1; ch < chunks; ++ch) part[0] += part[ch];
+    z = part[0].transpose();
     if (k_ > 0) z.noalias() += b2_ * (u_ * (q_.transpose() * y));
   }
 
   // ||V||^2 = b2^2 tr(Q^T Q U^T U) + 2 b2 (1-b2) sum_i q_i^T G^2 u_i + (1-b2)^2 sum g^4
   double frob_sq() const override {
-    const int64_t tile = detail::row_grain(n_);
-    const int chunks = chunk_count(m_, tile);
-    std::vector<double> g4(std::max(chunks, 1), 0.0), cross(std::max(chunks, 1), 0.0);
-    parallel_chunks(m_, tile, [&](int ch, int64_t r0, int64_t r1) {
-      MatF sq;
-      for (int64_t t0 = r0; t0 < r1; t0 += tile) {
-        const int64_t len = std::min(tile, r1 - t0);
-        sq = g_.middleRows(t0, len).array().square();
-        g4[ch] += sq.cast<double>().squaredNorm();
-        if (k_ > 0) cross[ch] += (q_.middleRows(t0, len).cast<double>().array() *
-                                  (sq * u_).cast<double>().array()).sum();
-      }
-    });
-    double sum_g4 = 0, sum_cross = 0;
-    for (int c = 0; c < static_cast<int>(g4.size()); ++c) sum_g4 += g4[c], sum_cross += cross[c];
     const double b2 = b2_, a = 1 - b2;
     double lowrank = 0;
     if (k_ > 0) {
       const Eigen::MatrixXd qd = q_.cast<double>(), ud = u_.cast<double>();
       lowrank = ((qd.transpose() * qd).cwiseProduct(ud.transpose() * ud)).sum();
     }
-    return std::max(0.0, b2 * b2 * lowrank + 2 * b2 * a * sum_cross + a * a * sum_g4);
+    return std::max(0.0, b2 * b2 * lowrank + 2 * b2 * a * stats_.cross + a * a * stats_.g4);
+  }
+
+  // Sum over the matrix of Mhat^2 = (g / (sqrt(b2 |Q U^T| + (1-b2) g^2) + eps))^2, before clipping.
+  double mhat_sq() const { return stats_.mhat_sq; }
+
+  // The update pass: Mhat from this step's denominator, the first moment and theta, row by row.
+  void update(const kernels::UpdateRow& a, float* m, float* theta, bool guided, std::vector<Sums3>& cos) const {
+    const int64_t grain = detail::row_grain(n_);
+    cos.assign(std::max(1, chunk_count(m_, grain)), Sums3{});
+    parallel_chunks(m_, grain, [&](int ch, int64_t r0, int64_t r1) {
+      std::vector<float> sq(n_), den(n_);
+      for (int64_t i = r0; i < r1; ++i) {
+        const float* gi = g_ + i * n_;
+        kernels::square_row(gi, n_, sq.data());
+        kernels::den_row(q_.data() + i * k_, ut_.data(), k_, sq.data(), n_, b2_, den.data());
+        kernels::update_row(a, gi, den.data(), n_, m ? m + i * n_ : nullptr, theta + i * n_, !guided,
+                            guided ? cos[ch].v : nullptr);
+      }
+    });
   }
 
  private:
-  MapC<float> q_, u_, g_;
+  struct Stats {
+    double g4 = 0, cross = 0, mhat_sq = 0;
+  };
+  MapC<float> q_, u_;
+  MatF ut_;  // U's columns, contiguous
+  const float* g_;
   int64_t m_, n_;
   int k_;
-  float b2_;
+  float b2_, eps_;
+  mutable bool gathered_ = false;
+  mutable Stats stats_;
 };
-
-struct Sums {
-  double a = 0, b = 0, c = 0;
-};
-
-// The elementwise update of one parameter; den_sq is this step's b2 |R| + (1 - b2) g^2 for a tile.
-struct UpdateArgs {
-  float* theta;
-  const float* g;
-  float* m;  // nullptr when b1 == 0
-  int64_t n;
-  float b1, eps, lr, wd, scale, guidance;
-  bool maximize;
-};
-
-inline float mhat_of(float g, float den_sq, float eps) {
-  const float den = std::sqrt(den_sq) + eps;
-  return den > 0 ? g / den : 0.0f;  // den == 0 only if g == 0 (b2 < 1)
-}
-
-// Pass A: sum of Mhat^2 over a tile (for the RMS clip).
-inline double tile_sum_sq(const float* g, const float* den_sq, int64_t count, float eps) {
-  double s = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    const double x = mhat_of(g[i], den_sq[i], eps);
-    s += x * x;
-  }
-  return s;
-}
-
-// Pass B: first moment and (unless guidance is pending) the parameter update.
-inline void tile_update(const UpdateArgs& a, int64_t offset, const float* den_sq, int64_t count, bool write_theta,
-                        Sums* cos_sums) {
-  const float sign = a.maximize ? -1.0f : 1.0f;
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t e = offset + i;
-    const float mh = a.scale * mhat_of(sign * a.g[e], den_sq[i], a.eps);
-    float step = mh;
-    if (a.m) {
-      a.m[e] = a.b1 * a.m[e] + (1 - a.b1) * mh;
-      step = a.m[e];
-      if (cos_sums) {
-        cos_sums->a += double(step) * mh;
-        cos_sums->b += double(step) * step;
-        cos_sums->c += double(mh) * mh;
-      }
-    }
-    if (write_theta) a.theta[e] = a.theta[e] - a.lr * (step + a.wd * a.theta[e]);
-  }
-}
 
 float clip_scale(double sum_sq, int64_t count, double d) {
   const double rms = count > 0 ? std::sqrt(sum_sq / count) : 0.0;
@@ -184,70 +182,51 @@ float clip_scale(double sum_sq, int64_t count, double d) {
 }
 
 // s = (1 + cos(M_t, Mhat_t)) / 2: our reading of "cosine-similarity guidance" (see README).
-float guidance_scale(const std::vector<Sums>& parts) {
-  Sums s;
-  for (const auto& p : parts) s.a += p.a, s.b += p.b, s.c += p.c;
-  if (s.b <= 0 || s.c <= 0) return 1.0f;
-  return static_cast<float>(0.5 * (1.0 + s.a / std::sqrt(s.b * s.c)));
+float guidance_scale(const std::vector<Sums3>& parts) {
+  double dot = 0, mm = 0, hh = 0;
+  for (const auto& p : parts) dot += p.v[0], mm += p.v[1], hh += p.v[2];
+  if (mm <= 0 || hh <= 0) return 1.0f;
+  return static_cast<float>(0.5 * (1.0 + dot / std::sqrt(mm * hh)));
 }
 
-void apply_guided_theta(const UpdateArgs& a, int64_t count, float s) {
+// theta -= lr * (s * M + wd * theta), once s is known.
+void apply_guided_theta(const kernels::UpdateRow& a, float* m, float* theta, int64_t count, float s) {
   parallel_chunks(count, 1 << 14, [&](int, int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) a.theta[i] = a.theta[i] - a.lr * (s * a.m[i] + a.wd * a.theta[i]);
+    for (int64_t i = b; i < e; ++i) theta[i] = theta[i] - a.lr * (s * m[i] + a.wd * theta[i]);
   });
+}
+
+kernels::UpdateRow update_args(const AdapproxHyper& h, float scale) {
+  return kernels::UpdateRow{static_cast<float>(h.beta1), static_cast<float>(h.eps), static_cast<float>(h.lr),
+                            static_cast<float>(h.weight_decay), scale, h.maximize ? -1.0f : 1.0f};
+}
+
+void prepare_first_moment(AdapproxState& st, const AdapproxHyper& h) {
+  if (h.beta1 > 0 && st.m.empty()) st.m.assign(st.numel(), 0.0f);
+  if (h.beta1 == 0) std::vector<float>().swap(st.m);  // b1 = 0 keeps no first moment at all
 }
 
 void step_factored(AdapproxState& st, float* theta, const float* g, const AdapproxHyper& h, uint64_t index) {
   const int64_t m = st.rows, n = st.cols;
-  const float b2 = static_cast<float>(h.beta2);
   const int64_t t = st.step + 1;
   // 1. New factors of V_t from the old ones (computed first: nothing is written if it throws).
-  EmaOperator op(st.q.data(), st.u.data(), st.rank, g, m, n, b2);
+  //    The first product of AS-RSI also sums Mhat^2 for the clip, in the same pass over G.
+  EmaOperator op(st.q.data(), st.u.data(), st.rank, g, m, n, static_cast<float>(h.beta2),
+                 static_cast<float>(h.eps));
   RsiOptions ro = h.rsi;
   if (st.rank > 0) ro.rank = st.rank;
   ro.step = static_cast<uint64_t>(t);
   ro.stream = index;
   RsiResult<float> fresh = detail::run_as_rsi<float>(op, ro);
-  if (h.beta1 > 0 && st.m.empty()) st.m.assign(m * n, 0.0f);
-  if (h.beta1 == 0) std::vector<float>().swap(st.m);
+  prepare_first_moment(st, h);
 
-  // 2. Elementwise update with this step's V_t (old factors), in row tiles.
-  const MapC<float> q(st.q.data(), m, st.rank), u(st.u.data(), n, st.rank), gm(g, m, n);
-  const int64_t tile = detail::row_grain(n);
-  auto den_sq_tile = [&](int64_t r0, int64_t len, MatF& den) {
-    if (st.rank > 0) {
-      den.noalias() = q.middleRows(r0, len) * u.transpose();
-      den = b2 * den.array().abs() + (1 - b2) * gm.middleRows(r0, len).array().square();
-    } else {
-      den = (1 - b2) * gm.middleRows(r0, len).array().square();
-    }
-  };
-  const int chunks = std::max(1, chunk_count(m, tile));
-  std::vector<double> sums(chunks, 0.0);
-  parallel_chunks(m, tile, [&](int ch, int64_t r0, int64_t r1) {
-    MatF den;
-    for (int64_t t0 = r0; t0 < r1; t0 += tile) {
-      const int64_t len = std::min(tile, r1 - t0);
-      den_sq_tile(t0, len, den);
-      sums[ch] += tile_sum_sq(g + t0 * n, den.data(), len * n, static_cast<float>(h.eps));
-    }
-  });
-  double total = 0;
-  for (double s : sums) total += s;
-  UpdateArgs a{theta, g, st.m.empty() ? nullptr : st.m.data(), n, static_cast<float>(h.beta1),
-               static_cast<float>(h.eps), static_cast<float>(h.lr), static_cast<float>(h.weight_decay),
-               clip_scale(total, m * n, h.clip_threshold), 1.0f, h.maximize};
-  const bool guided = h.cosine_guidance && a.m;
-  std::vector<Sums> cos_parts(chunks);
-  parallel_chunks(m, tile, [&](int ch, int64_t r0, int64_t r1) {
-    MatF den;
-    for (int64_t t0 = r0; t0 < r1; t0 += tile) {
-      const int64_t len = std::min(tile, r1 - t0);
-      den_sq_tile(t0, len, den);
-      tile_update(a, t0 * n, den.data(), len * n, !guided, guided ? &cos_parts[ch] : nullptr);
-    }
-  });
-  if (guided) apply_guided_theta(a, m * n, guidance_scale(cos_parts));
+  // 2. Elementwise update with this step's V_t (old factors): one more pass over G.
+  const kernels::UpdateRow a = update_args(h, clip_scale(op.mhat_sq(), m * n, h.clip_threshold));
+  float* mom = st.m.empty() ? nullptr : st.m.data();
+  const bool guided = h.cosine_guidance && mom;
+  std::vector<Sums3> cos;
+  op.update(a, mom, theta, guided, cos);
+  if (guided) apply_guided_theta(a, mom, theta, m * n, guidance_scale(cos));
 
   // 3. Commit the new factors.
   st.q.swap(fresh.q);
@@ -260,18 +239,16 @@ void step_dense(AdapproxState& st, float* theta, const float* g, const AdapproxH
   const int64_t count = st.numel();
   const float b2 = static_cast<float>(h.beta2);
   if (st.v.empty()) st.v.assign(count, 0.0f);
-  if (h.beta1 > 0 && st.m.empty()) st.m.assign(count, 0.0f);
-  if (h.beta1 == 0) std::vector<float>().swap(st.m);
-  // v_t = b2 v + (1 - b2) g^2 (kept dense; it is already nonnegative)
+  prepare_first_moment(st, h);
+  // v_t = b2 v + (1 - b2) g^2 (dense, already nonnegative)
   for (int64_t i = 0; i < count; ++i) st.v[i] = b2 * st.v[i] + (1 - b2) * (g[i] * g[i]);
-  const double total = tile_sum_sq(g, st.v.data(), count, static_cast<float>(h.eps));
-  UpdateArgs a{theta, g, st.m.empty() ? nullptr : st.m.data(), count, static_cast<float>(h.beta1),
-               static_cast<float>(h.eps), static_cast<float>(h.lr), static_cast<float>(h.weight_decay),
-               clip_scale(total, count, h.clip_threshold), 1.0f, h.maximize};
-  const bool guided = h.cosine_guidance && a.m;
-  std::vector<Sums> cos_parts(1);
-  tile_update(a, 0, st.v.data(), count, !guided, guided ? &cos_parts[0] : nullptr);
-  if (guided) apply_guided_theta(a, count, guidance_scale(cos_parts));
+  const double total = kernels::mhat_sq_row(g, st.v.data(), count, static_cast<float>(h.eps));
+  const kernels::UpdateRow a = update_args(h, clip_scale(total, count, h.clip_threshold));
+  float* mom = st.m.empty() ? nullptr : st.m.data();
+  const bool guided = h.cosine_guidance && mom;
+  std::vector<Sums3> cos(1);
+  kernels::update_row(a, g, st.v.data(), count, mom, theta, !guided, guided ? cos[0].v : nullptr);
+  if (guided) apply_guided_theta(a, mom, theta, count, guidance_scale(cos));
   st.step += 1;
 }
 

@@ -28,7 +28,7 @@ class Operator {
   virtual int64_t cols() const = 0;
   virtual void apply(const Mat<T>& x, Mat<T>& y) const = 0;    // y = A x   (x: n x c)
   virtual void apply_t(const Mat<T>& y, Mat<T>& z) const = 0;  // z = A^T y (y: m x c)
-  virtual double frob_sq() const = 0;                           // ||A||_F^2
+  virtual double frob_sq() const = 0;  // ||A||_F^2; asked after the first apply(), which may compute it
 };
 
 // Rows per tile in row-blocked products: keeps a tile of a wide matrix in cache.
@@ -88,7 +88,7 @@ RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt) {
   int min_rank, max_rank;
   resolve_rank_bounds(opt, m, n, min_rank, max_rank);
   int k = std::clamp(opt.rank, min_rank, max_rank);
-  const double frob_sq = op.frob_sq();
+  double frob_sq = -1;
   RsiResult<T> out;
   for (uint64_t attempt = 0;; ++attempt) {
     const int w = static_cast<int>(std::min<int64_t>(full, int64_t(k) + opt.oversample));
@@ -100,6 +100,7 @@ RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt) {
     });
     Mat<T> y, z;
     op.apply(omega, y);
+    if (frob_sq < 0) frob_sq = op.frob_sq();
     orthonormalise(y);
     for (int it = 0; it < opt.power_iters; ++it) {
       op.apply_t(y, z);

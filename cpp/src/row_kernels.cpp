@@ -1,0 +1,122 @@
+#include "row_kernels.hpp"
+
+#include <cmath>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define ADAPPROX_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define ADAPPROX_CLONES
+#endif
+
+namespace adapprox::kernels {
+
+constexpr int kLanes = 8;
+
+// A zero denominator happens only where g = 0 (b2 < 1), so g / safe(d) is then exactly 0.
+// A select instead of a branch keeps the loops vectorisable.
+inline float safe(float d) { return d > 0 ? d : 1.0f; }  // independent partial sums: lets reductions vectorise without -ffast-math
+
+ADAPPROX_CLONES double square_row(const float* __restrict g, int64_t n, float* __restrict sq) {
+  float acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const float s = g[j + l] * g[j + l];
+      sq[j + l] = s;
+      acc[l] += s * s;
+    }
+  double total = 0;
+  for (; j < n; ++j) {
+    sq[j] = g[j] * g[j];
+    total += double(sq[j]) * sq[j];
+  }
+  for (float a : acc) total += a;
+  return total;
+}
+
+ADAPPROX_CLONES void row_dots(const float* __restrict s, const float* __restrict xt, int64_t n, int cols, float* __restrict y) {
+  for (int c = 0; c < cols; ++c) {
+    const float* x = xt + c * n;
+    float acc[kLanes] = {};
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes)
+      for (int l = 0; l < kLanes; ++l) acc[l] += s[j + l] * x[j + l];
+    float total = 0;
+    for (; j < n; ++j) total += s[j] * x[j];
+    for (float a : acc) total += a;
+    y[c] = total;
+  }
+}
+
+ADAPPROX_CLONES void row_axpys(const float* __restrict s, const float* __restrict y, int cols, int64_t n, float* __restrict zt) {
+  for (int c = 0; c < cols; ++c) {
+    float* z = zt + c * n;
+    const float a = y[c];
+    for (int64_t j = 0; j < n; ++j) z[j] += a * s[j];
+  }
+}
+
+ADAPPROX_CLONES void den_row(const float* __restrict q, const float* __restrict ut, int k, const float* __restrict sq, int64_t n, float b2,
+                             float* __restrict den) {
+  const float a = 1 - b2;
+  if (k == 0) {
+    for (int64_t j = 0; j < n; ++j) den[j] = a * sq[j];
+    return;
+  }
+  const float q0 = q[0];
+  for (int64_t j = 0; j < n; ++j) den[j] = q0 * ut[j];
+  for (int r = 1; r < k; ++r) {
+    const float qr = q[r];
+    const float* u = ut + r * n;
+    for (int64_t j = 0; j < n; ++j) den[j] += qr * u[j];
+  }
+  for (int64_t j = 0; j < n; ++j) den[j] = b2 * std::fabs(den[j]) + a * sq[j];
+}
+
+ADAPPROX_CLONES double mhat_sq_row(const float* __restrict g, const float* __restrict den, int64_t n, float eps) {
+  float acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const float x = g[j + l] / safe(std::sqrt(den[j + l]) + eps);
+      acc[l] += x * x;
+    }
+  double total = 0;
+  for (; j < n; ++j) {
+    const float x = g[j] / safe(std::sqrt(den[j]) + eps);
+    total += double(x) * x;
+  }
+  for (float a : acc) total += a;
+  return total;
+}
+
+ADAPPROX_CLONES void update_row(const UpdateRow& a, const float* __restrict g, const float* __restrict den, int64_t n, float* __restrict m,
+                                float* __restrict theta, bool write_theta, double* cos) {
+  const float k = a.scale * a.sign, b1 = a.b1, c1 = 1 - a.b1, eps = a.eps, lr = a.lr, wd = a.wd;
+  if (!m) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float mh = k * (g[j] / safe(std::sqrt(den[j]) + eps));
+      theta[j] = theta[j] - lr * (mh + wd * theta[j]);
+    }
+    return;
+  }
+  if (write_theta) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float mh = k * (g[j] / safe(std::sqrt(den[j]) + eps));
+      const float mj = b1 * m[j] + c1 * mh;
+      m[j] = mj;
+      theta[j] = theta[j] - lr * (mj + wd * theta[j]);
+    }
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) {  // cosine guidance: moments and sums only, theta later
+    const float mh = k * (g[j] / safe(std::sqrt(den[j]) + eps));
+    const float mj = b1 * m[j] + c1 * mh;
+    m[j] = mj;
+    cos[0] += double(mj) * mh;
+    cos[1] += double(mj) * mj;
+    cos[2] += double(mh) * mh;
+  }
+}
+
+}  // namespace adapprox::kernels
