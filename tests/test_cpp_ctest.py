@@ -20,10 +20,13 @@ def test_ctest_suite_passes(tmp_path):
     prefix = subprocess.check_output([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                      text=True).strip()
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    subprocess.run([cmake, "-S", str(ROOT), "-B", str(build), *gen, "-DADAPPROX_CUDA=OFF",
-                    f"-DCMAKE_PREFIX_PATH={prefix}", f"-DPython3_EXECUTABLE={sys.executable}"],
-                   check=True, env=env, capture_output=True)
-    subprocess.run([cmake, "--build", str(build), "--parallel", "2"], check=True, env=env, capture_output=True)
+    def run(*cmd):
+        done = subprocess.run(list(cmd), env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+    run(cmake, "-S", str(ROOT), "-B", str(build), *gen, "-DADAPPROX_CUDA=OFF", f"-DCMAKE_PREFIX_PATH={prefix}",
+        f"-DPython3_EXECUTABLE={sys.executable}")
+    run(cmake, "--build", str(build), "--parallel", "2")
     out = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure"], env=env,
                          capture_output=True, text=True)
     print(out.stdout)
