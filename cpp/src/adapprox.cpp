@@ -116,19 +116,35 @@ class EmaOperator final : public detail::Operator<float> {
 
   void apply_t(const MatF& y, MatF& z) const override {
     const int c = static_cast<int>(y.cols());
+    MatF zt = MatF::Zero(c, n_);  // z^T: each column of z contiguous
+    const MatF ys = (1 - b2_) * y;
     const int64_t grain = detail::row_grain(n_);
-    const int chunks = std::max(1, chunk_count(m_, grain));
-    std::vector<MatF> part(chunks, MatF::Zero(c, n_));  // z^T per chunk
-    parallel_chunks(m_, grain, [&](int ch, int64_t r0, int64_t r1) {
-      std::vector<float> sq(n_), yi(c);
-      for (int64_t i = r0; i < r1; ++i) {
-        kernels::square_row(g_ + i * n_, n_, sq.data());
-        for (int j = 0; j < c; ++j) yi[j] = (1 - b2_) * y(i, j);
-        kernels::row_axpys(sq.data(), yi.data(), c, n_, part[ch].data());
-      }
-    });
-    for (int ch = 1; ch < chunks; ++ch) part[0] += part[ch];
-    z = part[0].transpose();
+    const int chunks = chunk_count(m_, grain);
+    if (int64_t(chunks) * c * n_ <= (int64_t(1) << 22)) {
+      // Tall or small G: split over rows, one c x n partial sum per chunk, added in chunk order.
+      std::vector<MatF> part(chunks, MatF::Zero(c, n_));
+      parallel_chunks(m_, grain, [&](int ch, int64_t r0, int64_t r1) {
+        std::vector<float> sq(n_);
+        for (int64_t i = r0; i < r1; ++i) {
+          kernels::square_row(g_ + i * n_, n_, sq.data());
+          kernels::row_axpys(sq.data(), ys.data() + i * c, c, n_, part[ch].data());
+        }
+      });
+      for (const MatF& p : part) zt += p;
+    } else {
+      // Wide G: split over columns; chunk [c0, c1) owns its slice of z, accumulated over all rows.
+      parallel_chunks(n_, detail::col_grain(m_), [&](int, int64_t c0, int64_t c1) {
+        const int64_t w = c1 - c0;
+        std::vector<float> sq(w), slice(static_cast<size_t>(c) * w, 0.0f);
+        for (int64_t i = 0; i < m_; ++i) {
+          kernels::square_row(g_ + i * n_ + c0, w, sq.data());
+          kernels::row_axpys(sq.data(), ys.data() + i * c, c, w, slice.data());
+        }
+        for (int j = 0; j < c; ++j)
+          std::copy(slice.begin() + j * w, slice.begin() + (j + 1) * w, zt.data() + j * n_ + c0);
+      });
+    }
+    z = zt.transpose();
     if (k_ > 0) z.noalias() += b2_ * (u_ * (q_.transpose() * y));
   }
 
@@ -321,7 +337,10 @@ int64_t adapprox_step_workspace_bytes(const AdapproxState& st, const AdapproxHyp
   int lo, hi;
   resolve_rank_bounds(h.rsi, st.rows, st.cols, lo, hi);
   const int width = static_cast<int>(std::min<int64_t>(std::min(st.rows, st.cols), int64_t(hi) + h.rsi.oversample));
-  const int64_t tiles = 4 * int64_t(num_threads()) * 4 * (1 << 15);  // den/square tiles, one per chunk
+  // rows of squares and denominators per thread, and the transposed product's partial sums
+  // (at most 4M floats in all, or one col_grain x width slice per thread for wide matrices)
+  const int64_t tiles = int64_t(num_threads()) * 4 * (2 * st.cols + int64_t(detail::col_grain(st.rows)) * width) +
+                        4 * std::min<int64_t>(int64_t(1) << 22, int64_t(kMaxChunks) * width * st.cols);
   const int64_t new_factors = 4 * (st.rows + st.cols) * hi;
   return conv + as_rsi_workspace_bytes(st.rows, st.cols, width, 4) + tiles + new_factors;
 }

@@ -26,11 +26,10 @@ void resolve_rank_bounds(const RsiOptions& opt, int64_t m, int64_t n, int& min_r
 }
 
 int64_t as_rsi_workspace_bytes(int64_t m, int64_t n, int width, int scalar_bytes) {
-  // omega/z (n x w), y (m x w), bt (n x w), its float64 copy, the w x w Gram and eigenvectors,
-  // and one n x w partial sum per chunk of the transposed products.
+  // omega and z (n x w), y and its QR copy (m x w), bt (n x w) and its float64 copy, the
+  // w x w Gram matrix and its eigenvectors.
   const int64_t w = width;
-  const int64_t chunks = 4 * int64_t(num_threads());
-  return scalar_bytes * (2 * n * w + 2 * m * w + chunks * n * w) + 8 * (n * w + 3 * w * w);
+  return scalar_bytes * (3 * n * w + 2 * m * w) + 8 * (n * w + 3 * w * w);
 }
 
 namespace {
@@ -49,8 +48,9 @@ class DenseOperator final : public detail::Operator<T> {
     });
   }
   void apply_t(const detail::Mat<T>& y, detail::Mat<T>& z) const override {
-    detail::blocked_transpose_product<T>(m_, n_, y, z, [&](int64_t r0, int64_t r1, detail::Mat<T>& acc) {
-      acc.noalias() += a_.middleRows(r0, r1 - r0).transpose() * y.middleRows(r0, r1 - r0);
+    z.resize(n_, y.cols());
+    parallel_chunks(n_, detail::col_grain(m_), [&](int, int64_t c0, int64_t c1) {
+      z.middleRows(c0, c1 - c0).noalias() = a_.middleCols(c0, c1 - c0).transpose() * y;
     });
   }
   double frob_sq() const override { return a_.template cast<double>().squaredNorm(); }

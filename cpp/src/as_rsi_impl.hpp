@@ -34,16 +34,10 @@ class Operator {
 // Rows per tile in row-blocked products: keeps a tile of a wide matrix in cache.
 inline int64_t row_grain(int64_t n) { return std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, n)); }
 
-// z = sum over row blocks of f(block)^T y_block, with one accumulator per chunk (no m x n transient).
-template <class T, class BlockT>
-void blocked_transpose_product(int64_t m, int64_t n, const Mat<T>& y, Mat<T>& z, const BlockT& block_t_times) {
-  const int64_t c = y.cols();
-  const int chunks = chunk_count(m, row_grain(n));
-  std::vector<Mat<T>> partial(std::max(chunks, 1), Mat<T>::Zero(n, c));
-  parallel_chunks(m, row_grain(n), [&](int ch, int64_t r0, int64_t r1) { block_t_times(r0, r1, partial[ch]); });
-  z.setZero(n, c);
-  for (auto& p : partial) z += p;
-}
+// Columns per chunk of a transposed product z = A^T y, which is split over A's columns: each
+// chunk owns rows [c0, c1) of z, so nothing is reduced across threads and no chunk needs an
+// n-sized accumulator.
+inline int64_t col_grain(int64_t m) { return std::max<int64_t>(16, (1 << 15) / std::max<int64_t>(1, m)); }
 
 template <class T>
 void orthonormalise(Mat<T>& y) {

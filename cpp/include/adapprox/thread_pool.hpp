@@ -16,7 +16,9 @@ void set_num_threads(int n);
 void parallel_chunks(int64_t n, int64_t grain,
                      const std::function<void(int chunk, int64_t begin, int64_t end)>& fn);
 
-// The number of chunks parallel_chunks(n, grain, ...) will use.
+// The number of chunks parallel_chunks(n, grain, ...) will use: min(n / grain, kMaxChunks), at
+// least 1 for n > 0. It does not depend on the number of threads, so results do not either.
+constexpr int kMaxChunks = 64;
 int chunk_count(int64_t n, int64_t grain);
 
 }  // namespace adapprox
