@@ -110,3 +110,24 @@ def test_bad_input(bad, exc, words):
 def test_bad_options(kw, words):
     with pytest.raises(ValueError, match=words):
         adapprox.as_rsi(np.ones((4, 4)), **kw)
+
+
+@pytest.mark.parametrize("rate", [0.9, 0.5, 0.05])
+def test_tall_sketches_stay_orthonormal(rate):
+    # 20000 x 40 sketches take the CholeskyQR2 path (with Householder fallback when the
+    # spectrum decays too fast for Cholesky): Q must be orthonormal and the error near optimal.
+    a = decaying(20000, 60, rate=rate, seed=4).astype(np.float32)
+    for k in (8, 30):
+        q, u, err = adapprox.as_rsi(a, rank=k, min_rank=k, max_rank=k, tol=0)
+        assert np.abs(q.T.astype(np.float64) @ q - np.eye(k)).max() < 2e-5
+        true = np.linalg.norm(a - q.astype(np.float64) @ u.T) / np.linalg.norm(a)
+        best = truncated_svd_error(a, k)
+        assert true <= 1.05 * best + 1e-5, (true, best)  # 1e-5: float32's floor at this size
+
+
+def test_tall_rank_deficient_sketch():
+    rng = np.random.default_rng(8)
+    a = (rng.standard_normal((30000, 3)) @ rng.standard_normal((3, 50))).astype(np.float32)
+    q, u, err = adapprox.as_rsi(a, rank=10, min_rank=10, max_rank=10, tol=0)  # sketch wider than the rank
+    assert np.abs(q.T.astype(np.float64) @ q - np.eye(10)).max() < 2e-5
+    assert np.linalg.norm(a - q @ u.T) / np.linalg.norm(a) < 1e-5

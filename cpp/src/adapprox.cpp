@@ -85,54 +85,61 @@ class EmaOperator final : public detail::Operator<float> {
     MatF ux;
     if (k_ > 0) ux = b2_ * (u_.transpose() * x);  // k x c
     const bool gather = !gathered_;
-    const int64_t grain = detail::row_grain(n_);
-    std::vector<Stats> part(std::max(1, chunk_count(m_, grain)));
-    parallel_chunks(m_, grain, [&](int ch, int64_t r0, int64_t r1) {
-      std::vector<float> sq(n_), den(gather ? n_ : 0), qu(k_);
-      for (int64_t i = r0; i < r1; ++i) {
-        const float* gi = g_ + i * n_;
-        const double g4 = kernels::square_row(gi, n_, sq.data());
-        float* yi = y.data() + i * c;
-        kernels::row_dots(sq.data(), xt.data(), n_, c, yi);
-        for (int j = 0; j < c; ++j) yi[j] *= (1 - b2_);
-        if (k_ > 0) y.row(i).noalias() += q_.row(i) * ux;
+    const int64_t tile = detail::row_grain(n_);
+    std::vector<Stats> part(std::max(1, chunk_count(m_, tile)));
+    parallel_chunks(m_, tile, [&](int ch, int64_t r0, int64_t r1) {
+      MatF sq, den;
+      Stats& st = part[ch];
+      for (int64_t t0 = r0; t0 < r1; t0 += tile) {
+        const int64_t len = std::min(tile, r1 - t0);
+        square_tile(t0, len, sq);
+        auto yb = y.middleRows(t0, len);
+        if (c >= kGemmCols) {
+          yb.noalias() = sq * x;
+        } else {
+          for (int64_t i = 0; i < len; ++i) kernels::row_dots(sq.data() + i * n_, xt.data(), n_, c, yb.data() + i * c);
+        }
+        yb *= (1 - b2_);
+        if (k_ > 0) yb.noalias() += q_.middleRows(t0, len) * ux;
         if (gather) {
-          Stats& st = part[ch];
-          st.g4 += g4;
-          if (k_ > 0) {  // q_i . (sq U)
-            kernels::row_dots(sq.data(), ut_.data(), n_, k_, qu.data());
-            for (int r = 0; r < k_; ++r) st.cross += double(q_(i, r)) * qu[r];
-          }
-          kernels::den_row(q_.data() + i * k_, ut_.data(), k_, sq.data(), n_, b2_, den.data());
-          st.mhat_sq += kernels::mhat_sq_row(gi, den.data(), n_, eps_);
+          st.v_sq += den_tile(t0, len, sq, den);
+          st.mhat_sq += kernels::mhat_sq_row(g_ + t0 * n_, den.data(), len * n_, eps_);
         }
       }
     });
     if (gather) {
-      for (const Stats& p : part) stats_.g4 += p.g4, stats_.cross += p.cross, stats_.mhat_sq += p.mhat_sq;
+      for (const Stats& p : part) stats_.v_sq += p.v_sq, stats_.mhat_sq += p.mhat_sq;
       gathered_ = true;
     }
   }
 
   void apply_t(const MatF& y, MatF& z) const override {
     const int c = static_cast<int>(y.cols());
-    MatF zt = MatF::Zero(c, n_);  // z^T: each column of z contiguous
     const MatF ys = (1 - b2_) * y;
-    const int64_t grain = detail::row_grain(n_);
-    const int chunks = chunk_count(m_, grain);
-    if (int64_t(chunks) * c * n_ <= (int64_t(1) << 22)) {
-      // Tall or small G: split over rows, one c x n partial sum per chunk, added in chunk order.
-      std::vector<MatF> part(chunks, MatF::Zero(c, n_));
-      parallel_chunks(m_, grain, [&](int ch, int64_t r0, int64_t r1) {
-        std::vector<float> sq(n_);
-        for (int64_t i = r0; i < r1; ++i) {
-          kernels::square_row(g_ + i * n_, n_, sq.data());
-          kernels::row_axpys(sq.data(), ys.data() + i * c, c, n_, part[ch].data());
+    const int64_t tile = detail::row_grain(n_);
+    // Partial sums per chunk stay under 4M floats; the chunking depends on shapes only.
+    const int64_t budget = std::max<int64_t>(1, (int64_t(1) << 22) / (int64_t(c) * n_));
+    const int64_t chunks = std::min<int64_t>(chunk_count(m_, tile), budget);
+    if (chunks >= std::min<int64_t>(4, chunk_count(m_, tile))) {
+      // Tall or small G: split over rows, one n x c partial sum per chunk, added in chunk order.
+      const int64_t rows_per = (m_ + chunks - 1) / chunks;
+      std::vector<MatF> part(chunks, MatF::Zero(n_, c));
+      parallel_chunks(chunks, 1, [&](int, int64_t b, int64_t e) {
+        MatF sq;
+        for (int64_t ch = b; ch < e; ++ch) {
+          const int64_t r1 = std::min(m_, (ch + 1) * rows_per);
+          for (int64_t t0 = ch * rows_per; t0 < r1; t0 += tile) {
+            const int64_t len = std::min(tile, r1 - t0);
+            square_tile(t0, len, sq);
+            part[ch].noalias() += sq.transpose() * ys.middleRows(t0, len);
+          }
         }
       });
-      for (const MatF& p : part) zt += p;
+      z = std::move(part[0]);
+      for (int64_t ch = 1; ch < chunks; ++ch) z += part[ch];
     } else {
       // Wide G: split over columns; chunk [c0, c1) owns its slice of z, accumulated over all rows.
+      MatF zt = MatF::Zero(c, n_);
       parallel_chunks(n_, detail::col_grain(m_), [&](int, int64_t c0, int64_t c1) {
         const int64_t w = c1 - c0;
         std::vector<float> sq(w), slice(static_cast<size_t>(c) * w, 0.0f);
@@ -143,36 +150,29 @@ class EmaOperator final : public detail::Operator<float> {
         for (int j = 0; j < c; ++j)
           std::copy(slice.begin() + j * w, slice.begin() + (j + 1) * w, zt.data() + j * n_ + c0);
       });
+      z = zt.transpose();
     }
-    z = zt.transpose();
     if (k_ > 0) z.noalias() += b2_ * (u_ * (q_.transpose() * y));
   }
 
-  // ||V||^2 = b2^2 tr(Q^T Q U^T U) + 2 b2 (1-b2) sum_i q_i^T G^2 u_i + (1-b2)^2 sum g^4
-  double frob_sq() const override {
-    const double b2 = b2_, a = 1 - b2;
-    double lowrank = 0;
-    if (k_ > 0) {
-      const Eigen::MatrixXd qd = q_.cast<double>(), ud = u_.cast<double>();
-      lowrank = ((qd.transpose() * qd).cwiseProduct(ud.transpose() * ud)).sum();
-    }
-    return std::max(0.0, b2 * b2 * lowrank + 2 * b2 * a * stats_.cross + a * a * stats_.g4);
-  }
+  // ||V||_F^2, summed tile by tile from b2 Q U^T + (1 - b2) G^2 during the first product.
+  double frob_sq() const override { return stats_.v_sq; }
 
   // Sum over the matrix of Mhat^2 = (g / (sqrt(b2 |Q U^T| + (1-b2) g^2) + eps))^2, before clipping.
   double mhat_sq() const { return stats_.mhat_sq; }
 
   // The update pass: Mhat from this step's denominator, the first moment and theta, row by row.
   void update(const kernels::UpdateRow& a, float* m, float* theta, bool guided, std::vector<Sums3>& cos) const {
-    const int64_t grain = detail::row_grain(n_);
-    cos.assign(std::max(1, chunk_count(m_, grain)), Sums3{});
-    parallel_chunks(m_, grain, [&](int ch, int64_t r0, int64_t r1) {
-      std::vector<float> sq(n_), den(n_);
-      for (int64_t i = r0; i < r1; ++i) {
-        const float* gi = g_ + i * n_;
-        kernels::square_row(gi, n_, sq.data());
-        kernels::den_row(q_.data() + i * k_, ut_.data(), k_, sq.data(), n_, b2_, den.data());
-        kernels::update_row(a, gi, den.data(), n_, m ? m + i * n_ : nullptr, theta + i * n_, !guided,
+    const int64_t tile = detail::row_grain(n_);
+    cos.assign(std::max(1, chunk_count(m_, tile)), Sums3{});
+    parallel_chunks(m_, tile, [&](int ch, int64_t r0, int64_t r1) {
+      MatF sq, den;
+      for (int64_t t0 = r0; t0 < r1; t0 += tile) {
+        const int64_t len = std::min(tile, r1 - t0);
+        square_tile(t0, len, sq);
+        den_tile(t0, len, sq, den);
+        const int64_t off = t0 * n_;
+        kernels::update_row(a, g_ + off, den.data(), len * n_, m ? m + off : nullptr, theta + off, !guided,
                             guided ? cos[ch].v : nullptr);
       }
     });
@@ -180,8 +180,30 @@ class EmaOperator final : public detail::Operator<float> {
 
  private:
   struct Stats {
-    double g4 = 0, cross = 0, mhat_sq = 0;
+    double v_sq = 0, mhat_sq = 0;
   };
+  // From this many columns on, products use Eigen's blocked GEMM instead of row kernels.
+  static constexpr int kGemmCols = 12;
+
+  // sq = G[t0 : t0 + len]^2 (a len x n tile).
+  void square_tile(int64_t t0, int64_t len, MatF& sq) const {
+    sq.resize(len, n_);
+    kernels::square_row(g_ + t0 * n_, len * n_, sq.data());
+  }
+
+  // den = b2 |Q U^T| + (1 - b2) sq for the tile's rows; returns the tile's sum of V^2.
+  double den_tile(int64_t t0, int64_t len, const MatF& sq, MatF& den) const {
+    den.resize(len, n_);
+    if (k_ >= kGemmCols) {
+      den.noalias() = q_.middleRows(t0, len) * u_.transpose();
+      return kernels::den_finish(den.data(), sq.data(), len * n_, b2_);
+    }
+    double v_sq = 0;
+    for (int64_t i = 0; i < len; ++i)
+      v_sq += kernels::den_row(q_.data() + (t0 + i) * k_, ut_.data(), k_, sq.data() + i * n_, n_, b2_,
+                               den.data() + i * n_);
+    return v_sq;
+  }
   MapC<float> q_, u_;
   MatF ut_;  // U's columns, contiguous
   const float* g_;

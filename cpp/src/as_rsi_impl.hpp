@@ -40,12 +40,57 @@ inline int64_t row_grain(int64_t n) { return std::max<int64_t>(1, (1 << 15) / st
 inline int64_t col_grain(int64_t m) { return std::max<int64_t>(16, (1 << 15) / std::max<int64_t>(1, m)); }
 
 template <class T>
-void orthonormalise(Mat<T>& y) {
+void householder_orthonormalise(Mat<T>& y) {
   // Thin Q of a Householder QR: stable in float32, orthonormal even if y is rank-deficient.
   const int64_t m = y.rows(), w = y.cols();
   Eigen::HouseholderQR<Mat<T>> qr(y);
   Mat<T> q = qr.householderQ() * Mat<T>::Identity(m, w);
   y.swap(q);
+}
+
+// One CholeskyQR pass, y <- y R^-1 with R^T R = y^T y (Gram in float64, rows split across
+// threads). Returns max |y_in^T y_in - I| (how far from orthonormal the input was), or -1 when
+// the Gram matrix is not safely positive definite.
+template <class T>
+double cholesky_qr_pass(Mat<T>& y) {
+  const int64_t m = y.rows();
+  const int w = static_cast<int>(y.cols());
+  const int64_t grain = std::max<int64_t>(256, (1 << 16) / w);
+  const int chunks = chunk_count(m, grain);
+  std::vector<Eigen::MatrixXd> part(chunks, Eigen::MatrixXd::Zero(w, w));
+  parallel_chunks(m, grain, [&](int ch, int64_t r0, int64_t r1) {
+    const Eigen::MatrixXd yb = y.middleRows(r0, r1 - r0).template cast<double>();
+    part[ch].noalias() += yb.transpose() * yb;
+  });
+  Eigen::MatrixXd gram = part[0];
+  for (int ch = 1; ch < chunks; ++ch) gram += part[ch];
+  Eigen::LLT<Eigen::MatrixXd> llt(gram);
+  if (llt.info() != Eigen::Success) return -1;
+  const Eigen::VectorXd d = llt.matrixL().toDenseMatrix().diagonal();
+  if (!(d.minCoeff() > 1e-5 * d.maxCoeff())) return -1;  // (nearly) rank-deficient: not for Cholesky
+  const Mat<T> rinv = llt.matrixU().solve(Eigen::MatrixXd::Identity(w, w)).template cast<T>();
+  parallel_chunks(m, grain, [&](int, int64_t r0, int64_t r1) {
+    const Mat<T> yb = y.middleRows(r0, r1 - r0);
+    y.middleRows(r0, r1 - r0).noalias() = yb * rinv;
+  });
+  return (gram - Eigen::MatrixXd::Identity(w, w)).cwiseAbs().maxCoeff();
+}
+
+// An orthonormal basis of range(y), in place. Tall sketches use CholeskyQR2 (two passes; the
+// second starts from a nearly orthonormal block, so its result is orthonormal to working
+// precision): Gram products parallelise and run as GEMMs, where Householder QR is serial.
+// Whenever Cholesky is not safe (ill-conditioned or rank-deficient y) it falls back to
+// Householder QR on the original y.
+template <class T>
+void orthonormalise(Mat<T>& y) {
+  if (y.rows() * y.cols() < (1 << 16) || y.cols() > y.rows()) return householder_orthonormalise(y);
+  const Mat<T> original = y;
+  if (cholesky_qr_pass(y) >= 0) {
+    const double second = cholesky_qr_pass(y);
+    if (second >= 0 && second < 0.1) return;
+  }
+  y = original;
+  householder_orthonormalise(y);
 }
 
 struct RankChoice {

@@ -56,21 +56,35 @@ ADAPPROX_CLONES void row_axpys(const float* __restrict s, const float* __restric
   }
 }
 
-ADAPPROX_CLONES void den_row(const float* __restrict q, const float* __restrict ut, int k, const float* __restrict sq, int64_t n, float b2,
-                             float* __restrict den) {
-  const float a = 1 - b2;
-  if (k == 0) {
-    for (int64_t j = 0; j < n; ++j) den[j] = a * sq[j];
-    return;
-  }
-  const float q0 = q[0];
-  for (int64_t j = 0; j < n; ++j) den[j] = q0 * ut[j];
-  for (int r = 1; r < k; ++r) {
+ADAPPROX_CLONES double den_row(const float* __restrict q, const float* __restrict ut, int k,
+                               const float* __restrict sq, int64_t n, float b2, float* __restrict den) {
+  for (int64_t j = 0; j < n; ++j) den[j] = 0.0f;
+  for (int r = 0; r < k; ++r) {
     const float qr = q[r];
     const float* u = ut + r * n;
     for (int64_t j = 0; j < n; ++j) den[j] += qr * u[j];
   }
-  for (int64_t j = 0; j < n; ++j) den[j] = b2 * std::fabs(den[j]) + a * sq[j];
+  return den_finish(den, sq, n, b2);
+}
+
+ADAPPROX_CLONES double den_finish(float* __restrict den, const float* __restrict sq, int64_t n, float b2) {
+  const float a = 1 - b2;
+  float acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const float r = den[j + l], v = b2 * r + a * sq[j + l];
+      acc[l] += v * v;
+      den[j + l] = b2 * std::fabs(r) + a * sq[j + l];
+    }
+  double total = 0;
+  for (; j < n; ++j) {
+    const float r = den[j], v = b2 * r + a * sq[j];
+    total += double(v) * v;
+    den[j] = b2 * std::fabs(r) + a * sq[j];
+  }
+  for (float x : acc) total += x;
+  return total;
 }
 
 ADAPPROX_CLONES double mhat_sq_row(const float* __restrict g, const float* __restrict den, int64_t n, float eps) {

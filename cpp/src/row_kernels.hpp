@@ -12,8 +12,13 @@ double square_row(const float* __restrict g, int64_t n, float* __restrict sq);
 void row_dots(const float* __restrict s, const float* __restrict xt, int64_t n, int cols, float* __restrict y);
 // zt[c * n + j] += y[c] * s[j], c < cols
 void row_axpys(const float* __restrict s, const float* __restrict y, int cols, int64_t n, float* __restrict zt);
-// den[j] = b2 * |sum_k q[k] ut[k * n + j]| + (1 - b2) * sq[j]  (k may be 0)
-void den_row(const float* __restrict q, const float* __restrict ut, int k, const float* __restrict sq, int64_t n, float b2, float* __restrict den);
+// r[j] = sum_k q[k] ut[k * n + j] (k may be 0); den[j] = b2 * |r[j]| + (1 - b2) * sq[j].
+// Returns sum_j (b2 r[j] + (1 - b2) sq[j])^2: this row's share of ||V||_F^2.
+double den_row(const float* __restrict q, const float* __restrict ut, int k, const float* __restrict sq, int64_t n,
+               float b2, float* __restrict den);
+// den holds the reconstruction r on entry: den[j] = b2 * |r[j]| + (1 - b2) * sq[j]; returns
+// sum_j (b2 r[j] + (1 - b2) sq[j])^2.
+double den_finish(float* __restrict den, const float* __restrict sq, int64_t n, float b2);
 // sum_j (g[j] / (sqrt(den[j]) + eps))^2, a zero denominator counting as 0
 double mhat_sq_row(const float* __restrict g, const float* __restrict den, int64_t n, float eps);
 

@@ -1,0 +1,1 @@
+"""Adapprox CPU benchmarks: ``python -m bench <suite>`` from the repository root (see bench/README.md)."""

@@ -1,0 +1,109 @@
+"""Shared helpers: GPT-2 parameter shapes, machine info, JSON results, plain-text tables."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def gpt2_shapes(layers: int, width: int, vocab: int = 50257, ctx: int = 1024):
+    """(name, shape) of a GPT-2 with tied embeddings (wte counted once); Conv1D weights are (in, out)."""
+    shapes = [("wte", (vocab, width)), ("wpe", (ctx, width))]
+    for i in range(layers):
+        h = f"h{i}."
+        shapes += [
+            (h + "ln_1.weight", (width,)), (h + "ln_1.bias", (width,)),
+            (h + "attn.c_attn.weight", (width, 3 * width)), (h + "attn.c_attn.bias", (3 * width,)),
+            (h + "attn.c_proj.weight", (width, width)), (h + "attn.c_proj.bias", (width,)),
+            (h + "ln_2.weight", (width,)), (h + "ln_2.bias", (width,)),
+            (h + "mlp.c_fc.weight", (width, 4 * width)), (h + "mlp.c_fc.bias", (4 * width,)),
+            (h + "mlp.c_proj.weight", (4 * width, width)), (h + "mlp.c_proj.bias", (width,)),
+        ]
+    shapes += [("ln_f.weight", (width,)), ("ln_f.bias", (width,))]
+    return shapes
+
+
+def _git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip(), bool(dirty)
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info():
+    import numpy
+    import torch
+
+    import adapprox
+
+    commit, dirty = _git_commit()
+    return dict(platform=platform.platform(), cpu_model=_cpu_model(),
+                python=sys.version.split()[0], cpu_count=os.cpu_count(), torch=torch.__version__,
+                numpy=numpy.__version__, adapprox=adapprox.__version__, torch_threads=torch.get_num_threads(),
+                adapprox_threads=adapprox.num_threads(), git_commit=commit, git_dirty=dirty,
+                command="python -m bench " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py")
+                else " ".join(sys.argv), time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+def write_results(suite: str, results: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{suite}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(suite=suite, machine=machine_info(), **results), indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def table(headers, rows) -> str:
+    cells = [list(map(str, headers))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
+
+
+
+class OtherLoad:
+    """Share of the machine's CPUs used by *other* processes between start() and stop():
+    /proc/stat busy time minus this process's CPU time, over wall time x CPU count (None off Linux)."""
+
+    def __init__(self):
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.cpus = os.cpu_count() or 1
+
+    def _read(self):
+        try:
+            with open("/proc/stat") as f:
+                vals = [int(x) for x in f.readline().split()[1:]]
+        except OSError:
+            return None
+        return (sum(vals) - vals[3] - vals[4]) / self.tick  # busy seconds, all CPUs
+
+    def start(self):
+        self._t0, self._c0, self._b0 = time.perf_counter(), time.process_time(), self._read()
+
+    def stop(self):
+        wall, own, busy = time.perf_counter() - self._t0, time.process_time() - self._c0, self._read()
+        if busy is None or self._b0 is None or wall <= 0:
+            return None
+        return max(0.0, (busy - self._b0 - own) / (wall * self.cpus))
