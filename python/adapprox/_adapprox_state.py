@@ -2,8 +2,6 @@
 export/import, and memory accounting. The state itself lives in C++ (``_core.AdapproxState``)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import _core
@@ -53,17 +51,3 @@ def import_state(shape, saved: dict, to_numpy=np.asarray):
                for k, v in saved.items() if k in ("factor_q", "factor_u", "exp_avg_sq", "exp_avg")}
     native.load(int(saved.get("step", 0)), int(saved.get("rank", 0)), buffers)
     return native
-
-
-def memory_report(entries) -> dict:
-    """entries: (shape, itemsize, native state or None). AdamW would hold exp_avg and
-    exp_avg_sq in the parameter dtype; scalar counters are left out on both sides."""
-    params, total, adamw = [], 0, 0
-    for shape, itemsize, native in entries:
-        numel = math.prod(shape)
-        adamw += 2 * numel * itemsize
-        nbytes = native.state_bytes if native is not None else 0
-        total += nbytes
-        params.append(dict(shape=tuple(shape), rank=native.rank if native is not None else 0,
-                           factored=len(shape) >= 2 and numel > 0, state_bytes=nbytes))
-    return dict(total_bytes=total, adamw_bytes=adamw, params=params)

@@ -1,4 +1,5 @@
 """The adapprox optimizers for NumPy: each updates a list of arrays in place, ``opt.step(grads)``."""
 from .adapprox import Adapprox
+from .signsgd import SignSGD
 
-__all__ = ["Adapprox"]
+__all__ = ["Adapprox", "SignSGD"]
