@@ -1,0 +1,102 @@
+/* adapprox C ABI: every optimizer of the library, from C, C++, Rust, Julia, ... (C99).
+ *
+ *   adx_optimizer* opt = NULL;
+ *   if (adx_create("adapprox:lr=1e-3,rank=4,tol=1e-2,beta1=0.9", &opt) != ADX_OK)
+ *       fprintf(stderr, "%s\n", adx_last_error());
+ *   adx_step(opt, params, grads, n, -1.0);   // parameters are updated in place
+ *   adx_destroy(opt);
+ *
+ * Spec grammar (one for every optimizer):  NAME [":" KEY "=" NUMBER ("," KEY "=" NUMBER)*]
+ * NAME is "adapprox" or an elementwise optimizer ("adam", "adamw", "nadam", "rmsprop",
+ * "adagrad", "sgd", "signsgd", as built); booleans are 0/1. adx_spec_keys() lists the keys of
+ * a name with their defaults. Errors are status codes; adx_last_error() gives this thread's
+ * message for the last failed call. A failed call changes no parameter and no state. No C++
+ * exception ever crosses this ABI.
+ *
+ * Tensors are DLPack DLTensors (declared here layout-compatible, prefixed adx_; a DLTensor* from
+ * dlpack.h may be passed by casting): CPU, C-contiguous (strides NULL or compact), float32,
+ * float64, float16 or bfloat16, parameter and gradient of the same shape and dtype.
+ */
+#ifndef ADAPPROX_H
+#define ADAPPROX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  int32_t device_type; /* 1 = CPU */
+  int32_t device_id;
+} adx_DLDevice;
+
+typedef struct {
+  uint8_t code; /* 2 = float, 4 = bfloat */
+  uint8_t bits;
+  uint16_t lanes;
+} adx_DLDataType;
+
+typedef struct {
+  void* data;
+  adx_DLDevice device;
+  int32_t ndim;
+  adx_DLDataType dtype;
+  int64_t* shape;
+  int64_t* strides; /* in elements; NULL = compact row-major */
+  uint64_t byte_offset;
+} adx_DLTensor;
+
+typedef enum {
+  ADX_OK = 0,
+  ADX_ERR_NULL = 1,        /* a required pointer argument is NULL */
+  ADX_ERR_SPEC = 2,        /* malformed spec, unknown optimizer or unknown key */
+  ADX_ERR_VALUE = 3,       /* a hyperparameter or argument out of range */
+  ADX_ERR_DTYPE = 4,       /* unsupported dtype, or parameter/gradient dtypes differ */
+  ADX_ERR_SHAPE = 5,       /* shapes differ, non-contiguous, or parameter list changed */
+  ADX_ERR_DEVICE = 6,      /* not a CPU tensor */
+  ADX_ERR_STATE = 7,       /* truncated, corrupt or mismatched state buffer */
+  ADX_ERR_BUFFER_SIZE = 8, /* caller's buffer is too small (the needed size is returned) */
+  ADX_ERR_INTERNAL = 9     /* out of memory or an unexpected failure */
+} adx_status;
+
+typedef struct adx_optimizer adx_optimizer;
+
+/* Library version "MAJOR.MINOR.PATCH" and the ABI version (bumped on incompatible changes). */
+const char* adx_version(void);
+int adx_abi_version(void);
+
+/* This thread's message for its last failed call ("" if none). Valid until its next call. */
+const char* adx_last_error(void);
+
+adx_status adx_create(const char* spec, adx_optimizer** out);
+void adx_destroy(adx_optimizer* opt); /* NULL is fine */
+
+/* The canonical spec of an optimizer: its name and every key with its current value. Writes at
+ * most `capacity` bytes including the terminating NUL; *needed gets the full size. */
+adx_status adx_spec(const adx_optimizer* opt, char* buf, size_t capacity, size_t* needed);
+/* The keys of optimizer `name` with their defaults, as a spec string. */
+adx_status adx_spec_keys(const char* name, char* buf, size_t capacity, size_t* needed);
+
+/* One step over `count` parameters (updated in place) and their gradients. lr >= 0 overrides
+ * the spec's learning rate for this step (for schedules); lr < 0 keeps it. The list of
+ * parameters (count, shapes, dtypes) must stay the same from step to step. */
+adx_status adx_step(adx_optimizer* opt, const adx_DLTensor* params, const adx_DLTensor* grads, size_t count,
+                    double lr);
+
+/* State as bytes: a versioned, little-endian, checksummed format, the same that Python's
+ * save_native_state()/load_native_state() read and write. adx_state_save writes *written bytes
+ * if capacity suffices, else returns ADX_ERR_BUFFER_SIZE with the needed size in *written. */
+adx_status adx_state_size(const adx_optimizer* opt, size_t* bytes);
+adx_status adx_state_save(const adx_optimizer* opt, void* buf, size_t capacity, size_t* written);
+adx_status adx_state_load(adx_optimizer* opt, const void* buf, size_t size);
+
+/* Bytes of optimizer state held now, and what AdamW would hold for the same parameters. */
+adx_status adx_memory_report(const adx_optimizer* opt, size_t* state_bytes, size_t* adamw_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ADAPPROX_H */

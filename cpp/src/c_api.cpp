@@ -1,0 +1,176 @@
+// The C ABI (adapprox.h) over the C++ Optimizer: status codes, a thread-local last error, and
+// no exception ever crossing the boundary.
+#include "adapprox/adapprox.h"
+
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "adapprox/optimizer.hpp"
+
+struct adx_optimizer {
+  std::unique_ptr<adapprox::Optimizer> impl;
+};
+
+namespace {
+
+using adapprox::DType;
+using adapprox::Error;
+using adapprox::ErrorKind;
+
+thread_local std::string t_last_error;
+
+adx_status fail(adx_status code, const std::string& msg) {
+  t_last_error = msg;
+  return code;
+}
+
+adx_status status_of(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::value: return ADX_ERR_VALUE;
+    case ErrorKind::type: return ADX_ERR_DTYPE;
+    case ErrorKind::device: return ADX_ERR_DEVICE;
+    case ErrorKind::state: return ADX_ERR_STATE;
+    case ErrorKind::spec: return ADX_ERR_SPEC;
+    case ErrorKind::shape: return ADX_ERR_SHAPE;
+  }
+  return ADX_ERR_INTERNAL;
+}
+
+// Runs fn, turning every exception into a status and a message.
+template <class Fn>
+adx_status guarded(Fn&& fn) {
+  try {
+    t_last_error.clear();
+    fn();
+    return ADX_OK;
+  } catch (const Error& e) {
+    return fail(status_of(e.kind()), e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(ADX_ERR_INTERNAL, "out of memory");
+  } catch (const std::exception& e) {
+    return fail(ADX_ERR_INTERNAL, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return fail(ADX_ERR_INTERNAL, "internal error");
+  }
+}
+
+// A caller's DLTensor as the core's view, or an Error naming it.
+adapprox::TensorRef view_of(const adx_DLTensor& t, const std::string& who) {
+  if (t.device.device_type != 1) throw Error(ErrorKind::device, who + ": not a CPU tensor (device_type " +
+                                                                     std::to_string(t.device.device_type) + ")");
+  if (t.ndim < 0 || t.ndim > 32) throw Error(ErrorKind::shape, who + ": ndim out of range");
+  if (t.ndim > 0 && !t.shape) throw Error(ErrorKind::shape, who + ": shape is NULL");
+  DType dt;
+  if (t.dtype.lanes == 1 && t.dtype.code == 2 && t.dtype.bits == 32) dt = DType::f32;
+  else if (t.dtype.lanes == 1 && t.dtype.code == 2 && t.dtype.bits == 64) dt = DType::f64;
+  else if (t.dtype.lanes == 1 && t.dtype.code == 2 && t.dtype.bits == 16) dt = DType::f16;
+  else if (t.dtype.lanes == 1 && t.dtype.code == 4 && t.dtype.bits == 16) dt = DType::bf16;
+  else throw Error(ErrorKind::type, who + ": unsupported dtype (code " + std::to_string(t.dtype.code) + ", bits " +
+                                        std::to_string(t.dtype.bits) + "); expected float32/float64/float16/bfloat16");
+  adapprox::TensorRef r;
+  r.dtype = dt;
+  r.shape.assign(t.shape, t.shape + t.ndim);
+  int64_t expect = 1;
+  bool empty = false;
+  for (int i = t.ndim - 1; i >= 0; --i) {
+    if (r.shape[i] < 0) throw Error(ErrorKind::shape, who + ": negative extent");
+    empty = empty || r.shape[i] == 0;
+    if (t.strides && r.shape[i] != 1 && t.strides[i] != expect && !empty)
+      throw Error(ErrorKind::shape, who + ": must be C-contiguous (strides NULL or compact)");
+    expect *= r.shape[i];
+  }
+  if (!t.data && r.numel() > 0) throw Error(ErrorKind::value, who + ": data is NULL");
+  r.data = static_cast<char*>(t.data) + t.byte_offset;
+  return r;
+}
+
+adx_status copy_out(const std::string& s, char* buf, size_t capacity, size_t* needed) {
+  if (needed) *needed = s.size() + 1;
+  if (!buf || capacity < s.size() + 1) return fail(ADX_ERR_BUFFER_SIZE, "buffer too small: need " + std::to_string(s.size() + 1) + " bytes");
+  std::memcpy(buf, s.c_str(), s.size() + 1);
+  return ADX_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* adx_version(void) { return "0.1.0"; }
+int adx_abi_version(void) { return 1; }
+const char* adx_last_error(void) { return t_last_error.c_str(); }
+
+adx_status adx_create(const char* spec, adx_optimizer** out) {
+  if (!spec || !out) return fail(ADX_ERR_NULL, std::string(!spec ? "spec" : "out") + " is NULL");
+  *out = nullptr;
+  return guarded([&] {
+    auto opt = std::make_unique<adx_optimizer>();
+    opt->impl = adapprox::Optimizer::create(spec);
+    *out = opt.release();
+  });
+}
+
+void adx_destroy(adx_optimizer* opt) { delete opt; }
+
+adx_status adx_spec(const adx_optimizer* opt, char* buf, size_t capacity, size_t* needed) {
+  if (!opt) return fail(ADX_ERR_NULL, "opt is NULL");
+  std::string s;
+  const adx_status st = guarded([&] { s = opt->impl->spec(); });
+  return st != ADX_OK ? st : copy_out(s, buf, capacity, needed);
+}
+
+adx_status adx_spec_keys(const char* name, char* buf, size_t capacity, size_t* needed) {
+  if (!name) return fail(ADX_ERR_NULL, "name is NULL");
+  std::string s;
+  const adx_status st = guarded([&] { s = adapprox::format_spec(name, adapprox::Optimizer::defaults(name)); });
+  return st != ADX_OK ? st : copy_out(s, buf, capacity, needed);
+}
+
+adx_status adx_step(adx_optimizer* opt, const adx_DLTensor* params, const adx_DLTensor* grads, size_t count,
+                    double lr) {
+  if (!opt) return fail(ADX_ERR_NULL, "opt is NULL");
+  if (count > 0 && (!params || !grads)) return fail(ADX_ERR_NULL, std::string(!params ? "params" : "grads") + " is NULL");
+  return guarded([&] {
+    std::vector<adapprox::TensorRef> p(count), g(count);
+    for (size_t i = 0; i < count; ++i) {
+      p[i] = view_of(params[i], "params[" + std::to_string(i) + "]");
+      g[i] = view_of(grads[i], "grads[" + std::to_string(i) + "]");
+    }
+    opt->impl->step(p, g, lr);
+  });
+}
+
+adx_status adx_state_size(const adx_optimizer* opt, size_t* bytes) {
+  if (!opt || !bytes) return fail(ADX_ERR_NULL, std::string(!opt ? "opt" : "bytes") + " is NULL");
+  return guarded([&] { *bytes = opt->impl->save().size(); });
+}
+
+adx_status adx_state_save(const adx_optimizer* opt, void* buf, size_t capacity, size_t* written) {
+  if (!opt || !written) return fail(ADX_ERR_NULL, std::string(!opt ? "opt" : "written") + " is NULL");
+  std::vector<unsigned char> bytes;
+  const adx_status st = guarded([&] { bytes = opt->impl->save(); });
+  if (st != ADX_OK) return st;
+  *written = bytes.size();
+  if (!buf || capacity < bytes.size())
+    return fail(ADX_ERR_BUFFER_SIZE, "buffer too small: need " + std::to_string(bytes.size()) + " bytes");
+  std::memcpy(buf, bytes.data(), bytes.size());
+  return ADX_OK;
+}
+
+adx_status adx_state_load(adx_optimizer* opt, const void* buf, size_t size) {
+  if (!opt || !buf) return fail(ADX_ERR_NULL, std::string(!opt ? "opt" : "buf") + " is NULL");
+  return guarded([&] { opt->impl->load(static_cast<const unsigned char*>(buf), size); });
+}
+
+adx_status adx_memory_report(const adx_optimizer* opt, size_t* state_bytes, size_t* adamw_bytes) {
+  if (!opt) return fail(ADX_ERR_NULL, "opt is NULL");
+  return guarded([&] {
+    const adapprox::MemoryReport r = opt->impl->memory();
+    if (state_bytes) *state_bytes = static_cast<size_t>(r.state_bytes);
+    if (adamw_bytes) *adamw_bytes = static_cast<size_t>(r.adamw_bytes);
+  });
+}
+
+}  // extern "C"
+
+static_assert(sizeof(adx_DLTensor) == 48 || sizeof(void*) != 8, "adx_DLTensor must match DLTensor's layout");

@@ -1,0 +1,316 @@
+// Optimizer: the spec-string front of every algorithm (C++ API and C ABI), state records and
+// the save/load of whole optimizers.
+#include "adapprox/optimizer.hpp"
+
+#include <cstring>
+#include <functional>
+
+#include "adapprox/adapprox.hpp"
+#include "adapprox/elementwise.hpp"
+#include "adapprox/state_records.hpp"
+
+namespace adapprox {
+namespace {
+
+[[noreturn]] void bad_state(const std::string& what) { throw Error(ErrorKind::state, what); }
+
+StateRecord::Buffer make_buffer(DType t, std::vector<int64_t> shape, const void* data, size_t bytes) {
+  StateRecord::Buffer b;
+  b.dtype = t;
+  b.shape = std::move(shape);
+  b.bytes.resize(bytes);
+  if (bytes) std::memcpy(b.bytes.data(), data, bytes);
+  return b;
+}
+
+// Copies buffer `name` (float32, `count` elements) out of a record, if present.
+bool take_f32(const StateRecord& r, const std::string& name, int64_t count, std::vector<float>& dst) {
+  auto it = r.buffers.find(name);
+  if (it == r.buffers.end()) return false;
+  if (it->second.dtype != DType::f32) bad_state("state buffer '" + name + "' must be float32");
+  if (static_cast<int64_t>(it->second.bytes.size()) != count * 4)
+    bad_state("state buffer '" + name + "' has " + std::to_string(it->second.bytes.size() / 4) +
+              " elements, expected " + std::to_string(count));
+  dst.resize(count);
+  if (count) std::memcpy(dst.data(), it->second.bytes.data(), count * 4);
+  return true;
+}
+
+// Shared plumbing: per-parameter states created at the first step, fixed parameter list.
+template <class State>
+class StatefulOptimizer : public Optimizer {
+ protected:
+  std::vector<std::unique_ptr<State>> states_;
+  std::vector<int> param_bytes_;  // element size of each parameter (for adamw_bytes)
+  std::vector<int64_t> param_numel_;
+
+  // Checks the parameter list against earlier steps and returns states, new ones where absent
+  // (kept in `fresh` until the step succeeds).
+  std::vector<State*> states_for(const std::vector<TensorRef>& params, std::vector<std::unique_ptr<State>>& fresh,
+                                 const std::function<State(const TensorRef&)>& make) {
+    if (!param_numel_.empty() && params.size() != param_numel_.size())
+      throw Error(ErrorKind::shape, "expected " + std::to_string(param_numel_.size()) +
+                                        " parameters (as in earlier steps), got " + std::to_string(params.size()));
+    std::vector<State*> out(params.size());
+    fresh.resize(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (i < states_.size() && states_[i]) {
+        out[i] = states_[i].get();
+      } else {
+        fresh[i] = std::make_unique<State>(make(params[i]));
+        out[i] = fresh[i].get();
+      }
+    }
+    return out;
+  }
+  void commit(const std::vector<TensorRef>& params, std::vector<std::unique_ptr<State>>& fresh) {
+    states_.resize(params.size());
+    param_bytes_.resize(params.size());
+    param_numel_.resize(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (fresh[i]) states_[i] = std::move(fresh[i]);
+      param_bytes_[i] = dtype_size(params[i].dtype);
+      param_numel_[i] = params[i].numel();
+    }
+  }
+
+ public:
+  MemoryReport memory() const override {
+    MemoryReport r;
+    const size_t n = std::max(states_.size(), param_numel_.size());
+    for (size_t i = 0; i < n; ++i) {
+      if (i < states_.size() && states_[i]) r.state_bytes += states_[i]->state_bytes();
+      if (i < param_numel_.size())
+        r.adamw_bytes += 2 * param_numel_[i] * param_bytes_[i];
+      else if (states_[i])  // loaded but not stepped yet: assume float32 parameters
+        r.adamw_bytes += 2 * states_[i]->numel() * 4;
+    }
+    return r;
+  }
+
+ protected:
+  std::vector<std::unique_ptr<StateRecord>> export_states() const override {
+    std::vector<std::unique_ptr<StateRecord>> out;
+    for (const auto& s : states_) out.push_back(s ? std::make_unique<StateRecord>(to_record(*s)) : nullptr);
+    return out;
+  }
+};
+
+class AdapproxOptimizer final : public StatefulOptimizer<AdapproxState> {
+ public:
+  explicit AdapproxOptimizer(const Hyper& given) : h_(complete(given)) { validate(to_native(h_, -1)); }
+
+  static Hyper defaults() {
+    return {{"lr", 1e-3},          {"beta1", 0.9},      {"beta2", 0.999},     {"eps", 1e-8},
+            {"clip_threshold", 1}, {"weight_decay", 0}, {"rank", 1},          {"min_rank", 1},
+            {"max_rank", 0},       {"tol", 1e-2},       {"oversample", 5},    {"power_iters", 1},
+            {"cosine_guidance", 0}, {"seed", 0},        {"maximize", 0}};
+  }
+  std::string name() const override { return "adapprox"; }
+  Hyper hyper() const override { return h_; }
+
+  void step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr) override {
+    if (grads.size() != params.size()) throw Error(ErrorKind::shape, "params and grads differ in count");
+    const AdapproxHyper h = to_native(h_, lr);
+    std::vector<std::unique_ptr<AdapproxState>> fresh;
+    auto states = states_for(params, fresh, [](const TensorRef& p) { return AdapproxState(p.shape); });
+    std::vector<AdapproxSlot> slots(params.size());
+    for (size_t i = 0; i < params.size(); ++i) slots[i] = AdapproxSlot{states[i], params[i], grads[i], i};
+    adapprox_step(slots, h);
+    commit(params, fresh);
+  }
+
+ protected:
+  void import_states(const Hyper& hyper, std::vector<std::unique_ptr<StateRecord>>& records) override {
+    const Hyper h = complete(hyper);
+    validate(to_native(h, -1));
+    std::vector<std::unique_ptr<AdapproxState>> next;
+    for (auto& r : records) next.push_back(r ? std::make_unique<AdapproxState>(adapprox_state_from(*r)) : nullptr);
+    check_against_params(next);
+    h_ = h;
+    states_ = std::move(next);
+  }
+
+ private:
+  static Hyper complete(const Hyper& given) {
+    Hyper h = defaults();
+    for (const auto& [k, v] : given) {
+      if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for adapprox; known: " + keys(h));
+      h[k] = v;
+    }
+    return h;
+  }
+  static std::string keys(const Hyper& h) {
+    std::string s;
+    for (const auto& kv : h) s += (s.empty() ? "" : ", ") + kv.first;
+    return s;
+  }
+  static AdapproxHyper to_native(const Hyper& h, double lr) {
+    AdapproxHyper a;
+    a.lr = lr >= 0 ? lr : h.at("lr");
+    a.beta1 = h.at("beta1");
+    a.beta2 = h.at("beta2");
+    a.eps = h.at("eps");
+    a.clip_threshold = h.at("clip_threshold");
+    a.weight_decay = h.at("weight_decay");
+    a.rsi.rank = static_cast<int>(h.at("rank"));
+    a.rsi.min_rank = static_cast<int>(h.at("min_rank"));
+    a.rsi.max_rank = static_cast<int>(h.at("max_rank"));
+    a.rsi.tol = h.at("tol");
+    a.rsi.oversample = static_cast<int>(h.at("oversample"));
+    a.rsi.power_iters = static_cast<int>(h.at("power_iters"));
+    a.rsi.seed = static_cast<uint64_t>(h.at("seed"));
+    a.cosine_guidance = h.at("cosine_guidance") != 0;
+    a.maximize = h.at("maximize") != 0;
+    return a;
+  }
+  void check_against_params(const std::vector<std::unique_ptr<AdapproxState>>& next) const {
+    if (param_numel_.empty()) return;
+    if (next.size() != param_numel_.size()) bad_state("saved state has a different number of parameters");
+    for (size_t i = 0; i < next.size(); ++i)
+      if (next[i] && next[i]->numel() != param_numel_[i]) bad_state("saved state of parameter " + std::to_string(i) + " has another size");
+  }
+  Hyper h_;
+};
+
+class ElementwiseOptimizerImpl final : public StatefulOptimizer<ElementwiseState> {
+ public:
+  ElementwiseOptimizerImpl(const ElementwiseAlgorithm& algo, const Hyper& given)
+      : algo_(algo), h_(complete_spec(algo, given)) {
+    algo_.validate(h_);
+  }
+  std::string name() const override { return algo_.name(); }
+  Hyper hyper() const override { return h_; }
+
+  void step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr) override {
+    if (grads.size() != params.size()) throw Error(ErrorKind::shape, "params and grads differ in count");
+    Hyper h = h_;
+    if (lr >= 0) h["lr"] = lr;
+    std::vector<std::unique_ptr<ElementwiseState>> fresh;
+    auto states = states_for(params, fresh, [](const TensorRef& p) { return ElementwiseState(p.shape, p.dtype); });
+    std::vector<ElementwiseSlot> slots(params.size());
+    for (size_t i = 0; i < params.size(); ++i) slots[i] = ElementwiseSlot{states[i], params[i], grads[i]};
+    elementwise_step(algo_, slots, h);
+    commit(params, fresh);
+  }
+
+ protected:
+  void import_states(const Hyper& hyper, std::vector<std::unique_ptr<StateRecord>>& records) override {
+    const Hyper h = complete_spec(algo_, hyper);
+    algo_.validate(h);
+    std::vector<std::unique_ptr<ElementwiseState>> next;
+    for (auto& r : records) next.push_back(r ? std::make_unique<ElementwiseState>(elementwise_state_from(*r)) : nullptr);
+    if (!param_numel_.empty()) {
+      if (next.size() != param_numel_.size()) bad_state("saved state has a different number of parameters");
+      for (size_t i = 0; i < next.size(); ++i)
+        if (next[i] && next[i]->numel() != param_numel_[i]) bad_state("saved state of parameter " + std::to_string(i) + " has another size");
+    }
+    h_ = h;
+    states_ = std::move(next);
+  }
+
+ private:
+  static Hyper complete_spec(const ElementwiseAlgorithm& algo, const Hyper& given) {
+    try {
+      return complete_hyper(algo, given);
+    } catch (const Error& e) {
+      throw Error(ErrorKind::spec, e.what());
+    }
+  }
+  const ElementwiseAlgorithm& algo_;
+  Hyper h_;
+};
+
+}  // namespace
+
+StateRecord to_record(const AdapproxState& s) {
+  StateRecord r;
+  r.shape = s.shape;
+  r.step = s.step;
+  r.scalars["rank"] = s.rank;
+  if (s.factored && s.rank > 0) {
+    r.buffers["factor_q"] = make_buffer(DType::f32, {s.rows, s.rank}, s.q.data(), s.q.size() * 4);
+    r.buffers["factor_u"] = make_buffer(DType::f32, {s.cols, s.rank}, s.u.data(), s.u.size() * 4);
+  }
+  if (!s.v.empty()) r.buffers["exp_avg_sq"] = make_buffer(DType::f32, s.shape, s.v.data(), s.v.size() * 4);
+  if (!s.m.empty()) r.buffers["exp_avg"] = make_buffer(DType::f32, s.shape, s.m.data(), s.m.size() * 4);
+  return r;
+}
+
+AdapproxState adapprox_state_from(const StateRecord& r) {
+  AdapproxState s(r.shape);
+  s.step = r.step;
+  auto rank = r.scalars.find("rank");
+  s.rank = rank == r.scalars.end() ? 0 : static_cast<int>(rank->second);
+  if (s.rank < 0 || s.rank > std::min(s.rows, s.cols)) bad_state("rank out of range");
+  take_f32(r, "factor_q", s.rows * s.rank, s.q);
+  take_f32(r, "factor_u", s.cols * s.rank, s.u);
+  take_f32(r, "exp_avg_sq", s.numel(), s.v);
+  take_f32(r, "exp_avg", s.numel(), s.m);
+  for (const auto& kv : r.buffers)
+    if (kv.first != "factor_q" && kv.first != "factor_u" && kv.first != "exp_avg_sq" && kv.first != "exp_avg")
+      bad_state("unknown Adapprox state buffer '" + kv.first + "'");
+  s.check();
+  return s;
+}
+
+StateRecord to_record(const ElementwiseState& s) {
+  StateRecord r;
+  r.shape = s.shape;
+  r.step = s.step;
+  r.scalars = s.scalars;
+  r.scalars["float64"] = s.dtype == DType::f64;
+  for (const auto& [k, b] : s.buffers) r.buffers[k] = make_buffer(s.dtype, s.shape, b.data(), b.size());
+  return r;
+}
+
+ElementwiseState elementwise_state_from(const StateRecord& r) {
+  auto f64 = r.scalars.find("float64");
+  ElementwiseState s(r.shape, f64 != r.scalars.end() && f64->second != 0 ? DType::f64 : DType::f32);
+  s.step = r.step;
+  for (const auto& [k, v] : r.scalars)
+    if (k != "float64") s.scalars[k] = v;
+  const size_t bytes = static_cast<size_t>(s.numel()) * dtype_size(s.dtype);
+  for (const auto& [k, b] : r.buffers) {
+    if (b.dtype != s.dtype) bad_state("state buffer '" + k + "' has the wrong dtype");
+    if (b.bytes.size() != bytes) bad_state("state buffer '" + k + "' has the wrong size");
+    s.buffers[k] = b.bytes;
+  }
+  return s;
+}
+
+std::unique_ptr<Optimizer> Optimizer::create(const std::string& text) {
+  const Spec spec = parse_spec(text);
+  if (spec.name == "adapprox") return std::make_unique<AdapproxOptimizer>(spec.values);
+  try {
+    return std::make_unique<ElementwiseOptimizerImpl>(elementwise_algorithm(spec.name), spec.values);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::value && std::string(e.what()).rfind("unknown optimizer", 0) == 0)
+      throw Error(ErrorKind::spec, std::string(e.what()) + ", adapprox");
+    throw;
+  }
+}
+
+Hyper Optimizer::defaults(const std::string& name) {
+  if (name == "adapprox") return AdapproxOptimizer::defaults();
+  try {
+    return elementwise_algorithm(name).defaults();
+  } catch (const Error& e) {
+    throw Error(ErrorKind::spec, std::string(e.what()) + ", adapprox");
+  }
+}
+
+std::vector<unsigned char> Optimizer::save() const {
+  const auto records = export_states();
+  std::vector<const StateRecord*> ptrs;
+  for (const auto& r : records) ptrs.push_back(r.get());
+  return encode_state(name(), hyper(), ptrs);
+}
+
+void Optimizer::load(const unsigned char* data, size_t size) {
+  DecodedState d = decode_state(data, size);
+  if (d.name != name()) bad_state("state was saved by optimizer '" + d.name + "', this is '" + name() + "'");
+  import_states(d.hyper, d.states);
+}
+
+}  // namespace adapprox

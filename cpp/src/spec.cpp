@@ -1,0 +1,73 @@
+// Spec strings: NAME [":" KEY "=" NUMBER ("," KEY "=" NUMBER)*], e.g. "adam:lr=1e-3,beta1=0.9".
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+
+#include "adapprox/optimizer.hpp"
+
+namespace adapprox {
+namespace {
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  const size_t e = s.find_last_not_of(" \t");
+  return s.substr(b, e - b + 1);
+}
+
+bool valid_word(const std::string& s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
+[[noreturn]] void bad(const std::string& what) { throw Error(ErrorKind::spec, what); }
+
+}  // namespace
+
+Spec parse_spec(const std::string& text) {
+  if (text.size() > 4096) bad("spec is longer than 4096 characters");
+  Spec spec;
+  const size_t colon = text.find(':');
+  spec.name = trim(text.substr(0, colon));
+  if (!valid_word(spec.name)) bad("spec must start with an optimizer name (letters, digits, _), got '" + text + "'");
+  if (colon == std::string::npos) return spec;
+  std::stringstream items(text.substr(colon + 1));
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) bad("spec item '" + trim(item) + "' is not KEY=VALUE");
+    const std::string key = trim(item.substr(0, eq)), value = trim(item.substr(eq + 1));
+    if (!valid_word(key)) bad("spec key '" + key + "' is not a name");
+    if (spec.values.count(key)) bad("spec key '" + key + "' is given twice");
+    if (value == "true" || value == "false") {
+      spec.values[key] = value == "true";
+      continue;
+    }
+    char* end = nullptr;
+    errno = 0;
+    const double x = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
+      bad("spec value of '" + key + "' must be a finite number, got '" + value + "'");
+    spec.values[key] = x;
+  }
+  if (!text.empty() && text.back() == ',') bad("spec ends with a stray ','");
+  return spec;
+}
+
+std::string format_spec(const std::string& name, const Hyper& values) {
+  std::ostringstream os;
+  os.precision(17);
+  os << name;
+  char sep = ':';
+  for (const auto& [k, v] : values) {
+    os << sep << k << '=' << v;
+    sep = ',';
+  }
+  return os.str();
+}
+
+}  // namespace adapprox
