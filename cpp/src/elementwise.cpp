@@ -17,6 +17,12 @@ const Registry& registry() {
     Registry r;
     // One line per algorithm (factories declared in elementwise_registry.hpp).
     r.push_back(algorithms::make_signsgd());
+    r.push_back(algorithms::make_adam());
+    r.push_back(algorithms::make_adamw());
+    r.push_back(algorithms::make_nadam());
+    r.push_back(algorithms::make_sgd());
+    r.push_back(algorithms::make_rmsprop());
+    r.push_back(algorithms::make_adagrad());
     return r;
   }();
   return all;
@@ -65,13 +71,13 @@ void check_slot(const ElementwiseSlot& s, size_t i) {
   auto bad = [&](ErrorKind k, const std::string& what) { throw Error(k, who.str() + ": " + what); };
   if (!s.state) bad(ErrorKind::value, "missing optimizer state");
   if (s.param.shape != s.grad.shape)
-    bad(ErrorKind::value, "gradient shape " + shape_str(s.grad.shape) + " does not match parameter shape " +
+    bad(ErrorKind::shape, "gradient shape " + shape_str(s.grad.shape) + " does not match parameter shape " +
                               shape_str(s.param.shape));
   if (s.param.dtype != s.grad.dtype)
     bad(ErrorKind::type, std::string("gradient dtype ") + dtype_name(s.grad.dtype) +
                              " does not match parameter dtype " + dtype_name(s.param.dtype));
   if (s.param.shape != s.state->shape)
-    bad(ErrorKind::state, "optimizer state was created for shape " + shape_str(s.state->shape) +
+    bad(ErrorKind::shape, "optimizer state was created for shape " + shape_str(s.state->shape) +
                               ", parameter has shape " + shape_str(s.param.shape));
   const DType want = s.param.dtype == DType::f64 ? DType::f64 : DType::f32;
   if (s.state->dtype != want)

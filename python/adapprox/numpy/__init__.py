@@ -1,5 +1,11 @@
 """The adapprox optimizers for NumPy: each updates a list of arrays in place, ``opt.step(grads)``."""
 from .adapprox import Adapprox
 from .signsgd import SignSGD
+from .adam import Adam, AdamW
+from .nadam import NAdam
+from .sgd import SGD
+from .rmsprop import RMSprop
+from .adagrad import Adagrad
+from .adafactor import Adafactor
 
-__all__ = ["Adapprox", "SignSGD"]
+__all__ = ["Adapprox", "SignSGD", "Adam", "AdamW", "NAdam", "SGD", "RMSprop", "Adagrad", "Adafactor"]

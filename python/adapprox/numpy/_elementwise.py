@@ -16,6 +16,12 @@ class ElementwiseOptimizer(NativeOptimizer):
     def _hyper(self, hyper: dict) -> dict:
         raise NotImplementedError
 
+    def _algorithm_name(self):
+        return self.algorithm
+
+    def _spec_hyper(self, hyper):
+        return self._hyper(hyper)
+
     def _check(self, hyper):
         _core.elementwise_validate(self.algorithm, self._hyper(hyper))
 

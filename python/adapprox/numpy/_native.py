@@ -60,6 +60,25 @@ class NativeOptimizer:
         self.hyper = hyper
         self.states = [natives.get(i) for i in range(len(self.params))]
 
+    def save_native_state(self) -> bytes:
+        """All state as bytes in the C ABI's format (``adx_state_load`` reads it)."""
+        from .. import _core
+        return _core.encode_state(self._algorithm_name(), self._spec_hyper(self.hyper), self.states)
+
+    def load_native_state(self, data: bytes) -> None:
+        """Load state written by ``adx_state_save`` or :meth:`save_native_state`, parameter by
+        parameter in order; hyperparameters stay this optimizer's."""
+        from .. import _core
+        name, _, states = _core.decode_state(data)
+        if name != self._algorithm_name():
+            raise ValueError(f"state was saved by '{name}', this optimizer is '{self._algorithm_name()}'")
+        if len(states) != len(self.params):
+            raise ValueError(f"state holds {len(states)} parameters, this optimizer has {len(self.params)}")
+        for p, st in zip(self.params, states):
+            if st is not None and tuple(st.shape) != tuple(np.shape(p)):
+                raise ValueError(f"saved state of shape {tuple(st.shape)} does not fit a parameter of shape {np.shape(p)}")
+        self.states = list(states)
+
     def memory_report(self):
         """Same layout as the torch optimizers' memory_report."""
         params, total, adamw = [], 0, 0

@@ -43,6 +43,12 @@ class Adapprox(NativeOptimizer):
     def _import(self, param, saved):
         return S.import_state(np.shape(param), saved)
 
+    def _algorithm_name(self):
+        return "adapprox"
+
+    def _spec_hyper(self, hyper):
+        return S.native_hyper(hyper)
+
     def _describe(self, param, native):
         shape = np.shape(param)
         return dict(rank=native.rank if native is not None else 0,

@@ -1,5 +1,11 @@
 """``torch.optim``-style optimizers backed by the adapprox native core (CPU tensors)."""
 from .adapprox import Adapprox
 from .signsgd import SignSGD
+from .adam import Adam, AdamW
+from .nadam import NAdam
+from .sgd import SGD
+from .rmsprop import RMSprop
+from .adagrad import Adagrad
+from .adafactor import Adafactor
 
-__all__ = ["Adapprox", "SignSGD"]
+__all__ = ["Adapprox", "SignSGD", "Adam", "AdamW", "NAdam", "SGD", "RMSprop", "Adagrad", "Adafactor"]

@@ -20,6 +20,12 @@ class ElementwiseOptimizer(NativeOptimizer):
         for group in self.param_groups:
             _core.elementwise_validate(self.algorithm, self._hyper(group))
 
+    def _algorithm_name(self):
+        return self.algorithm
+
+    def _spec_hyper(self, group):
+        return self._hyper(group)
+
     def _native_step(self, states, params, grads, indices, group):
         return _core.elementwise_step(self.algorithm, states, params, grads, self._hyper(group))
 

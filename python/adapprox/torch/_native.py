@@ -23,6 +23,14 @@ class NativeOptimizer(torch.optim.Optimizer):
         """{name: array or number} -> a validated native state for `param`."""
         raise NotImplementedError
 
+    def _algorithm_name(self) -> str:
+        """The optimizer's name in spec strings and the state byte format ("adapprox", "adam", ...)."""
+        raise NotImplementedError
+
+    def _spec_hyper(self, group) -> dict:
+        """A group's hyperparameters under their spec-string keys."""
+        raise NotImplementedError
+
     def _describe(self, param, native) -> dict:
         """Extra memory_report fields for one parameter (e.g. rank)."""
         return {}
@@ -76,6 +84,33 @@ class NativeOptimizer(torch.optim.Optimizer):
                            for n, a in self._export(v["native"]).items()}
                        for k, v in sd["state"].items() if "native" in v}
         return sd
+
+    def save_native_state(self) -> bytes:
+        """All state as bytes in the C ABI's format (``adx_state_load`` reads it). The
+        hyperparameters stored are those of the first parameter group."""
+        from .. import _core
+        states = [self.state[p].get("native") if p in self.state else None
+                  for g in self.param_groups for p in g["params"]]
+        return _core.encode_state(self._algorithm_name(), self._spec_hyper(self.param_groups[0]), states)
+
+    def load_native_state(self, data: bytes) -> None:
+        """Load state written by ``adx_state_save`` or :meth:`save_native_state`, parameter by
+        parameter in order. Hyperparameters stay those of this optimizer's groups."""
+        from .. import _core
+        name, _, states = _core.decode_state(data)
+        if name != self._algorithm_name():
+            raise ValueError(f"state was saved by '{name}', this optimizer is '{self._algorithm_name()}'")
+        params = [p for g in self.param_groups for p in g["params"]]
+        if len(states) != len(params):
+            raise ValueError(f"state holds {len(states)} parameters, this optimizer has {len(params)}")
+        for p, st in zip(params, states):
+            if st is not None and tuple(st.shape) != tuple(p.shape):
+                raise ValueError(f"saved state of shape {tuple(st.shape)} does not fit a parameter of shape {tuple(p.shape)}")
+        for p, st in zip(params, states):
+            if st is None:
+                self.state[p].pop("native", None)
+            else:
+                self.state[p]["native"] = st
 
     def load_state_dict(self, state_dict):
         saved_groups = state_dict["param_groups"]

@@ -48,5 +48,11 @@ class Adapprox(NativeOptimizer):
     def _import(self, param, saved):
         return S.import_state(param.shape, saved)
 
+    def _algorithm_name(self):
+        return "adapprox"
+
+    def _spec_hyper(self, group):
+        return S.native_hyper(group)
+
     def _describe(self, param, native):
         return dict(rank=native.rank if native is not None else 0, factored=param.dim() >= 2 and param.numel() > 0)

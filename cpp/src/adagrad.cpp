@@ -1,0 +1,97 @@
+// Adagrad: torch.optim.Adagrad's update (torch 2.13, _single_tensor_adagrad, dense gradients).
+//   g = maximize ? -grad : grad;   g += wd * p                       (when wd != 0)
+//   clr = lr / (1 + (step - 1) * lr_decay)
+//   sum += g * g                  (sum starts at initial_accumulator_value)
+//   p -= clr * g / (sqrt(sum) + eps)
+// The framework zero-fills `sum`; the first step (st.step == 1) starts from initial_accumulator_value.
+#include <cmath>
+
+#include "elementwise_kernel.hpp"
+#include "elementwise_registry.hpp"
+
+namespace adapprox::algorithms {
+namespace {
+
+// torch's CPU kernels fuse `a + alpha * b` (add with alpha, addcmul, lerp) into one fused multiply-add
+// in their AVX2/AVX-512 builds and use plain arithmetic in their baseline build. We do the same: the
+// loop is compiled twice, with FMA (x86-64-v3, chosen at run time when the CPU has it) and without,
+// and madd<Fused> marks exactly the operations torch fuses (contraction is off in the FMA build).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ADAPPROX_FUSED_TARGET __attribute__((target("arch=x86-64-v3"), optimize("fp-contract=off")))
+bool cpu_has_fma() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#elif defined(FP_FAST_FMA) && defined(FP_FAST_FMAF)
+#define ADAPPROX_FUSED_TARGET
+bool cpu_has_fma() { return true; }
+#else
+#define ADAPPROX_FUSED_TARGET
+bool cpu_has_fma() { return false; }
+#endif
+#if defined(__GNUC__)
+#define ADAPPROX_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ADAPPROX_ALWAYS_INLINE inline
+#endif
+
+template <bool Fused, class T>
+inline T madd(T a, T b, T c) {  // a * b + c
+  if constexpr (Fused) return std::fma(a, b, c);
+  else return a * b + c;
+}
+
+template <bool Fused, class T>
+ADAPPROX_ALWAYS_INLINE void adagrad_loop(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g,
+                                         T* const* bufs) {
+  const double wd_d = h.at("weight_decay");
+  const double clr = h.at("lr") / (1 + double(st.step - 1) * h.at("lr_decay"));
+  const T neg_clr = T(-clr), wd = T(wd_d), eps = T(h.at("eps")), init = T(h.at("initial_accumulator_value"));
+  const bool maximize = flag(h, "maximize"), decay = wd_d != 0, first = st.step == 1;
+  T* sum = bufs[0];
+  for (int64_t i = 0; i < n; ++i) {
+    T gi = maximize ? -g[i] : g[i];
+    if (decay) gi = madd<Fused>(wd, p[i], gi);                  // grad.add(param, alpha=wd)
+    const T s = madd<Fused>(gi, gi, first ? init : sum[i]);      // state_sum.addcmul_(g, g, value=1)
+    sum[i] = s;
+    const T std_ = std::sqrt(s) + eps;                           // state_sum.sqrt().add_(eps)
+    p[i] = p[i] + neg_clr * gi / std_;                           // param.addcdiv_(g, std, value=-clr)
+  }
+}
+
+template <class T>
+ADAPPROX_FUSED_TARGET void adagrad_fused(const Hyper& h, const ElementwiseState& st, int64_t n, T* p,
+                                         const T* g, T* const* bufs) {
+  adagrad_loop<true>(h, st, n, p, g, bufs);
+}
+
+struct AdagradKernel {
+  template <class T>
+  void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
+    if (cpu_has_fma()) adagrad_fused(h, st, n, p, g, bufs);
+    else adagrad_loop<false>(h, st, n, p, g, bufs);
+  }
+};
+
+class Adagrad final : public KernelAlgorithm<AdagradKernel> {
+ public:
+  std::string name() const override { return "adagrad"; }
+  Hyper defaults() const override {
+    return {{"lr", 1e-2}, {"lr_decay", 0.0}, {"weight_decay", 0.0}, {"initial_accumulator_value", 0.0},
+            {"eps", 1e-10}, {"maximize", 0}};
+  }
+  void validate(const Hyper& h) const override {
+    require_nonneg(h, "lr");
+    require_nonneg(h, "lr_decay");
+    require_nonneg(h, "weight_decay");
+    require_nonneg(h, "initial_accumulator_value");
+    require_nonneg(h, "eps");
+  }
+  std::vector<std::string> buffer_names(const Hyper&) const override { return {"sum"}; }
+};
+
+}  // namespace
+
+std::unique_ptr<ElementwiseAlgorithm> make_adagrad() { return std::make_unique<Adagrad>(); }
+
+}  // namespace adapprox::algorithms

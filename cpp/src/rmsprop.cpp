@@ -1,0 +1,130 @@
+// RMSprop: torch.optim.RMSprop's update (torch 2.13, _single_tensor_rmsprop).
+//   g = maximize ? -grad : grad;   g += wd * p                       (when wd != 0)
+//   square_avg = alpha * square_avg + (1 - alpha) * g * g
+//   centered:  grad_avg = lerp(grad_avg, g, 1 - alpha);  avg = sqrt(square_avg - grad_avg^2) + eps
+//   otherwise: avg = sqrt(square_avg) + eps
+//   momentum b > 0:  momentum_buffer = b * momentum_buffer + g / avg;  p -= lr * momentum_buffer
+//   otherwise:       p -= lr * g / avg
+// Operation order follows torch's tensor ops (lerp included) so float32 results agree closely.
+#include <cmath>
+
+#include "elementwise_kernel.hpp"
+#include "elementwise_registry.hpp"
+
+namespace adapprox::algorithms {
+namespace {
+
+// torch's CPU kernels fuse `a + alpha * b` (add with alpha, addcmul, lerp) into one fused multiply-add
+// in their AVX2/AVX-512 builds and use plain arithmetic in their baseline build. We do the same: the
+// loop is compiled twice, with FMA (x86-64-v3, chosen at run time when the CPU has it) and without,
+// and madd<Fused> marks exactly the operations torch fuses (contraction is off in the FMA build).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ADAPPROX_FUSED_TARGET __attribute__((target("arch=x86-64-v3"), optimize("fp-contract=off")))
+bool cpu_has_fma() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#elif defined(FP_FAST_FMA) && defined(FP_FAST_FMAF)
+#define ADAPPROX_FUSED_TARGET
+bool cpu_has_fma() { return true; }
+#else
+#define ADAPPROX_FUSED_TARGET
+bool cpu_has_fma() { return false; }
+#endif
+#if defined(__GNUC__)
+#define ADAPPROX_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ADAPPROX_ALWAYS_INLINE inline
+#endif
+
+template <bool Fused, class T>
+inline T madd(T a, T b, T c) {  // a * b + c
+  if constexpr (Fused) return std::fma(a, b, c);
+  else return a * b + c;
+}
+
+// Centered and Momentum are template arguments so that each variant's loop is branch-free and vectorises.
+template <bool Fused, bool Centered, bool Momentum, class T>
+ADAPPROX_ALWAYS_INLINE void rmsprop_loop(const Hyper& h, int64_t n, T* p, const T* g, T* const* bufs) {
+  const double alpha_d = h.at("alpha"), wd_d = h.at("weight_decay"), mom_d = h.at("momentum");
+  const T alpha = T(alpha_d), w = T(1.0 - alpha_d), eps = T(h.at("eps"));
+  const T neg_lr = T(-h.at("lr")), wd = T(wd_d), b = T(mom_d), one_minus_w = T(1) - w;
+  const bool maximize = flag(h, "maximize"), decay = wd_d != 0, small = std::fabs(w) < T(0.5);
+  T* sq = bufs[0];
+  T* ga = Centered ? bufs[1] : nullptr;
+  T* buf = Momentum ? bufs[Centered ? 2 : 1] : nullptr;
+  for (int64_t i = 0; i < n; ++i) {
+    T gi = maximize ? -g[i] : g[i];
+    if (decay) gi = madd<Fused>(wd, p[i], gi);          // grad.add(param, alpha=wd)
+    const T s = madd<Fused>(w * gi, gi, sq[i] * alpha);  // square_avg.mul_(alpha).addcmul_(g, g, value=1-alpha)
+    sq[i] = s;
+    T avg;
+    if constexpr (Centered) {
+      // grad_avg.lerp_(g, w), as torch's CPU lerp: self + w (end - self) for |w| < 0.5, else end - (end - self)(1 - w)
+      const T a = small ? madd<Fused>(w, gi - ga[i], ga[i]) : madd<Fused>(-(gi - ga[i]), one_minus_w, gi);
+      ga[i] = a;
+      avg = std::sqrt(madd<Fused>(-a, a, s));  // square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+    } else {
+      avg = std::sqrt(s);
+    }
+    avg = avg + eps;
+    if constexpr (Momentum) {
+      const T m = buf[i] * b + gi / avg;  // buf.mul_(b).addcdiv_(g, avg)
+      buf[i] = m;
+      p[i] = madd<Fused>(neg_lr, m, p[i]);  // param.add_(buf, alpha=-lr)
+    } else {
+      p[i] = p[i] + neg_lr * gi / avg;  // param.addcdiv_(g, avg, value=-lr)
+    }
+  }
+}
+
+template <bool Fused, class T>
+ADAPPROX_ALWAYS_INLINE void rmsprop_variant(const Hyper& h, int64_t n, T* p, const T* g, T* const* bufs) {
+  const bool centered = flag(h, "centered"), momentum = h.at("momentum") > 0;
+  if (centered && momentum) rmsprop_loop<Fused, true, true>(h, n, p, g, bufs);
+  else if (centered) rmsprop_loop<Fused, true, false>(h, n, p, g, bufs);
+  else if (momentum) rmsprop_loop<Fused, false, true>(h, n, p, g, bufs);
+  else rmsprop_loop<Fused, false, false>(h, n, p, g, bufs);
+}
+
+template <class T>
+ADAPPROX_FUSED_TARGET void rmsprop_fused(const Hyper& h, int64_t n, T* p, const T* g, T* const* bufs) {
+  rmsprop_variant<true>(h, n, p, g, bufs);
+}
+
+struct RmspropKernel {
+  template <class T>
+  void operator()(const Hyper& h, const ElementwiseState&, int64_t n, T* p, const T* g, T* const* bufs) const {
+    if (cpu_has_fma()) rmsprop_fused(h, n, p, g, bufs);
+    else rmsprop_variant<false>(h, n, p, g, bufs);
+  }
+};
+
+class Rmsprop final : public KernelAlgorithm<RmspropKernel> {
+ public:
+  std::string name() const override { return "rmsprop"; }
+  Hyper defaults() const override {
+    return {{"lr", 1e-2},      {"alpha", 0.99}, {"eps", 1e-8}, {"weight_decay", 0.0},
+            {"momentum", 0.0}, {"centered", 0}, {"maximize", 0}};
+  }
+  void validate(const Hyper& h) const override {
+    require_nonneg(h, "lr");
+    require_nonneg(h, "eps");
+    require_nonneg(h, "momentum");
+    require_nonneg(h, "weight_decay");
+    require_nonneg(h, "alpha");
+  }
+  // Order matters: run() finds grad_avg and momentum_buffer by position.
+  std::vector<std::string> buffer_names(const Hyper& h) const override {
+    std::vector<std::string> names{"square_avg"};
+    if (flag(h, "centered")) names.push_back("grad_avg");
+    if (h.at("momentum") > 0) names.push_back("momentum_buffer");
+    return names;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<ElementwiseAlgorithm> make_rmsprop() { return std::make_unique<Rmsprop>(); }
+
+}  // namespace adapprox::algorithms

@@ -1,0 +1,114 @@
+// SGD with momentum, dampening and Nesterov: torch.optim.SGD's update (torch 2.13, _single_tensor_sgd).
+//   g = maximize ? -grad : grad;   g += wd * p                       (when wd != 0)
+//   momentum b != 0:  buf = g                                        (first step: a copy, no dampening)
+//                     buf = b * buf + (1 - dampening) * g            (later steps)
+//                     d = nesterov ? g + b * buf : buf
+//   otherwise d = g;   p -= lr * d
+// The framework zero-fills momentum_buffer; the first step (st.step == 1) overwrites it with g.
+// Scalars are formed in double and rounded to the math type once, as torch does for Python scalars.
+#include <cmath>
+
+#include "elementwise_kernel.hpp"
+#include "elementwise_registry.hpp"
+
+namespace adapprox::algorithms {
+namespace {
+
+// torch's CPU kernels fuse `a + alpha * b` (add with alpha, addcmul, lerp) into one fused multiply-add
+// in their AVX2/AVX-512 builds and use plain arithmetic in their baseline build. We do the same: the
+// loop is compiled twice, with FMA (x86-64-v3, chosen at run time when the CPU has it) and without,
+// and madd<Fused> marks exactly the operations torch fuses (contraction is off in the FMA build).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ADAPPROX_FUSED_TARGET __attribute__((target("arch=x86-64-v3"), optimize("fp-contract=off")))
+bool cpu_has_fma() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#elif defined(FP_FAST_FMA) && defined(FP_FAST_FMAF)
+#define ADAPPROX_FUSED_TARGET
+bool cpu_has_fma() { return true; }
+#else
+#define ADAPPROX_FUSED_TARGET
+bool cpu_has_fma() { return false; }
+#endif
+#if defined(__GNUC__)
+#define ADAPPROX_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ADAPPROX_ALWAYS_INLINE inline
+#endif
+
+template <bool Fused, class T>
+inline T madd(T a, T b, T c) {  // a * b + c
+  if constexpr (Fused) return std::fma(a, b, c);
+  else return a * b + c;
+}
+
+template <bool Fused, class T>
+ADAPPROX_ALWAYS_INLINE void sgd_loop(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g,
+                                     T* const* bufs) {
+  const double mom_d = h.at("momentum"), wd_d = h.at("weight_decay");
+  const T neg_lr = T(-h.at("lr")), wd = T(wd_d), b = T(mom_d), keep = T(1.0 - h.at("dampening"));
+  const bool maximize = flag(h, "maximize"), nesterov = flag(h, "nesterov"), decay = wd_d != 0;
+  auto grad = [&](int64_t i) {
+    T gi = maximize ? -g[i] : g[i];
+    if (decay) gi = madd<Fused>(wd, p[i], gi);  // grad.add(param, alpha=wd)
+    return gi;
+  };
+  if (mom_d == 0) {
+    for (int64_t i = 0; i < n; ++i) p[i] = madd<Fused>(neg_lr, grad(i), p[i]);
+    return;
+  }
+  T* buf = bufs[0];
+  const bool first = st.step == 1;
+  for (int64_t i = 0; i < n; ++i) {
+    const T gi = grad(i);
+    const T m = first ? gi : madd<Fused>(keep, gi, buf[i] * b);  // buf.mul_(b).add_(g, alpha=1-dampening)
+    buf[i] = m;
+    const T d = nesterov ? madd<Fused>(b, m, gi) : m;  // grad.add(buf, alpha=b)
+    p[i] = madd<Fused>(neg_lr, d, p[i]);                // param.add_(d, alpha=-lr)
+  }
+}
+
+template <class T>
+ADAPPROX_FUSED_TARGET void sgd_fused(const Hyper& h, const ElementwiseState& st, int64_t n, T* p,
+                                     const T* g, T* const* bufs) {
+  sgd_loop<true>(h, st, n, p, g, bufs);
+}
+
+struct SgdKernel {
+  template <class T>
+  void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
+    if (cpu_has_fma()) sgd_fused(h, st, n, p, g, bufs);
+    else sgd_loop<false>(h, st, n, p, g, bufs);
+  }
+};
+
+class Sgd final : public KernelAlgorithm<SgdKernel> {
+ public:
+  std::string name() const override { return "sgd"; }
+  Hyper defaults() const override {
+    return {{"lr", 1e-3},          {"momentum", 0.0}, {"dampening", 0.0},
+            {"weight_decay", 0.0}, {"nesterov", 0},   {"maximize", 0}};
+  }
+  void validate(const Hyper& h) const override {
+    require_nonneg(h, "lr");
+    require_nonneg(h, "momentum");
+    require_nonneg(h, "weight_decay");
+    if (flag(h, "nesterov")) {
+      require(h.at("momentum") > 0, "momentum", "> 0 when nesterov=True (Nesterov momentum requires a momentum)",
+              h.at("momentum"));
+      require(h.at("dampening") == 0, "dampening", "0 when nesterov=True (Nesterov momentum requires zero dampening)",
+              h.at("dampening"));
+    }
+  }
+  std::vector<std::string> buffer_names(const Hyper& h) const override {
+    if (h.at("momentum") != 0) return {"momentum_buffer"};
+    return {};
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<ElementwiseAlgorithm> make_sgd() { return std::make_unique<Sgd>(); }
+
+}  // namespace adapprox::algorithms

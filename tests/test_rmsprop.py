@@ -1,0 +1,218 @@
+"""adapprox RMSprop against torch.optim.RMSprop (torch 2.13) as the independent reference."""
+import copy
+import inspect
+import io
+
+import numpy as np
+import pytest
+import torch
+
+import adapprox.numpy as anp
+import adapprox.torch as atorch
+
+SHAPES = [(1,), (7, 13), (4097,), (3, 4, 5), (130, 257)]  # the last one spans several chunks
+CASES = {
+    "plain": dict(lr=1e-2, weight_decay=0.1),
+    "centered": dict(lr=1e-2, weight_decay=0.1, centered=True),
+    "momentum": dict(lr=1e-2, weight_decay=0.1, momentum=0.9),
+    "centered_momentum": dict(lr=1e-2, weight_decay=0.1, momentum=0.9, centered=True),
+    "low_alpha_centered": dict(lr=1e-2, alpha=0.3, eps=1e-3, weight_decay=0.1, centered=True),  # lerp's other branch
+    "maximize": dict(lr=1e-2, weight_decay=0.1, momentum=0.5, maximize=True),
+}
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+def rel_err(ours, ref):
+    ours, ref = ours.double(), ref.double()
+    return ((ours - ref).abs().max() / ref.abs().max()).item()
+
+
+def data(shape, dtype, steps, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    p0 = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    grads = [torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype) for _ in range(steps)]
+    return p0, grads
+
+
+def pair(shape, dtype, kwargs, steps=50, seed=0):
+    p0, grads = data(shape, dtype, steps, seed)
+    ref, ours = p0.clone().requires_grad_(), p0.clone().requires_grad_()
+    return ref, ours, torch.optim.RMSprop([ref], foreach=False, **kwargs), atorch.RMSprop([ours], **kwargs), grads
+
+
+def step_both(ref, ours, opt_ref, opt_ours, g):
+    ref.grad, ours.grad = g.clone(), g.clone()
+    opt_ref.step()
+    opt_ours.step()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_torch_every_step(shape, case, dtype):
+    ref, ours, opt_ref, opt_ours, grads = pair(shape, dtype, CASES[case])
+    for t, g in enumerate(grads):
+        step_both(ref, ours, opt_ref, opt_ours, g)
+        assert ours.dtype == dtype
+        err = rel_err(ours, ref)
+        assert err < TOL[dtype], f"step {t + 1}: relative error {err:.3g}"
+    state = opt_ours.state_dict()["state"][0]  # same state names and values as torch
+    for name, want in opt_ref.state[ref].items():
+        if name == "step":
+            assert int(state["step"]) == int(want) == len(grads)
+        else:
+            assert state[name].dtype == dtype and state[name].shape == want.shape
+            assert rel_err(state[name], want) < TOL[dtype], name
+    assert set(state) == set(opt_ref.state[ref])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lr_scheduler_and_param_groups(dtype):
+    p0, grads = data((7, 13), dtype, 60, seed=1)
+    q0, _ = data((4097,), dtype, 1, seed=2)
+    ref = [p0.clone().requires_grad_(), q0.clone().requires_grad_()]
+    ours = [p0.clone().requires_grad_(), q0.clone().requires_grad_()]
+    groups = lambda ps: [dict(params=[ps[0]]), dict(params=[ps[1]], centered=True, momentum=0.5)]  # noqa: E731
+    kw = dict(lr=1e-2, alpha=0.9, weight_decay=0.01)
+    opt_ref, opt_ours = torch.optim.RMSprop(groups(ref), foreach=False, **kw), atorch.RMSprop(groups(ours), **kw)
+    sch_ref = torch.optim.lr_scheduler.ExponentialLR(opt_ref, gamma=0.95)
+    sch_ours = torch.optim.lr_scheduler.ExponentialLR(opt_ours, gamma=0.95)
+    gen = torch.Generator().manual_seed(3)
+    for t, g in enumerate(grads):
+        h = torch.randn(q0.shape, generator=gen, dtype=torch.float64).to(dtype)
+        for ps in (ref, ours):
+            ps[0].grad, ps[1].grad = g.clone(), h.clone()
+        opt_ref.step()
+        opt_ours.step()
+        sch_ref.step()
+        sch_ours.step()
+        if t == 30:  # a direct edit through param_groups
+            for opt in (opt_ref, opt_ours):
+                opt.param_groups[1]["lr"] = 0.05
+        for a, b in zip(ours, ref):
+            assert rel_err(a, b) < TOL[dtype]
+    assert opt_ours.param_groups[0]["lr"] == opt_ref.param_groups[0]["lr"] < 1e-2
+
+
+@pytest.mark.parametrize("case", ["plain", "centered_momentum"])
+def test_state_dict_round_trip_is_bitwise(case):
+    p0, grads = data((7, 13), torch.float32, 40)
+    a, b = p0.clone().requires_grad_(), p0.clone().requires_grad_()
+    opt_a = atorch.RMSprop([a], **CASES[case])
+    for g in grads[:15]:
+        a.grad = g.clone()
+        opt_a.step()
+    buf = io.BytesIO()
+    torch.save(opt_a.state_dict(), buf)
+    buf.seek(0)
+    with torch.no_grad():
+        b.copy_(a)
+    opt_b = atorch.RMSprop([b], lr=1.0)  # hyperparameters come from the state dict
+    opt_b.load_state_dict(torch.load(buf))
+    for g in grads[15:]:
+        a.grad, b.grad = g.clone(), g.clone()
+        opt_a.step()
+        opt_b.step()
+        assert torch.equal(a, b)
+    assert opt_b.state_dict()["state"][0]["step"] == 40
+
+
+def test_loads_torch_state_dict_mid_run():
+    ref, ours, opt_ref, opt_ours, grads = pair((4097,), torch.float64, CASES["centered_momentum"])
+    for g in grads[:10]:
+        ref.grad = g.clone()
+        opt_ref.step()
+    with torch.no_grad():
+        ours.copy_(ref)
+    opt_ours.load_state_dict(copy.deepcopy(opt_ref.state_dict()))
+    for g in grads[10:]:
+        step_both(ref, ours, opt_ref, opt_ours, g)
+        assert rel_err(ours, ref) < 1e-10
+
+
+def test_bf16_keeps_dtype_and_trains():
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(64, 33, generator=gen)
+    w = torch.zeros(64, 33, dtype=torch.bfloat16, requires_grad=True)
+    w32 = torch.zeros(64, 33, requires_grad=True)  # torch in float32 as the yardstick
+    kw = dict(lr=1e-2, centered=True, momentum=0.5, weight_decay=1e-4)
+    opt, opt32 = atorch.RMSprop([w], **kw), torch.optim.RMSprop([w32], **kw)
+    losses = []
+    for _ in range(150):
+        for x, o in ((w, opt), (w32, opt32)):
+            o.zero_grad()
+            loss = 0.5 * ((x.float() - target) ** 2).sum()
+            loss.backward()
+            o.step()
+            if x is w:
+                losses.append(loss.item())
+        assert w.dtype == torch.bfloat16
+    assert losses[-1] < 0.05 * losses[0]
+    # One step from the same point is torch's float32 step rounded once to bf16 (within one bf16 ulp).
+    p0, (g,) = data((4097,), torch.float32, 1)
+    w, w32 = p0.to(torch.bfloat16).requires_grad_(), p0.to(torch.bfloat16).float().requires_grad_()
+    opt, opt32 = atorch.RMSprop([w], **kw), torch.optim.RMSprop([w32], **kw)
+    w.grad, w32.grad = g.to(torch.bfloat16), g.to(torch.bfloat16).float()
+    opt.step()
+    opt32.step()
+    assert w.dtype == torch.bfloat16 and torch.allclose(w.float(), w32, rtol=2.0 ** -8, atol=0)
+    assert all(v.dtype == torch.float32 for k, v in opt.state_dict()["state"][0].items() if k != "step")
+
+
+def test_signature_matches_torch():
+    ours, ref = inspect.signature(atorch.RMSprop.__init__), inspect.signature(torch.optim.RMSprop.__init__)
+    assert [(p.name, p.kind, p.default) for p in ours.parameters.values()] == \
+           [(p.name, p.kind, p.default) for p in ref.parameters.values()]
+
+
+def test_defaults_and_ignored_flags():
+    p = torch.zeros(3, requires_grad=True)
+    opt = atorch.RMSprop([p], foreach=True)
+    g = opt.param_groups[0]
+    assert (g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"], g["centered"], g["maximize"]) == \
+           (1e-2, 0.99, 1e-8, 0, 0, False, False)
+    p.grad = torch.ones(3)
+    opt.step()
+    assert torch.allclose(p, torch.full((3,), -1e-2 / (0.1 + 1e-8)))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(lr=-1.0), "lr"),
+    (dict(alpha=-0.5), "alpha"),
+    (dict(eps=-1e-8), "eps"),
+    (dict(momentum=-0.1), "momentum"),
+    (dict(weight_decay=-1e-3), "weight_decay"),
+])
+def test_rejects_what_torch_rejects(kwargs, name):
+    with pytest.raises(ValueError):
+        torch.optim.RMSprop([torch.zeros(3, requires_grad=True)], **kwargs)
+    with pytest.raises(ValueError, match=name):
+        atorch.RMSprop([torch.zeros(3, requires_grad=True)], **kwargs)
+
+
+@pytest.mark.parametrize("flag", ["capturable", "differentiable"])
+def test_rejects_capturable_and_differentiable(flag):
+    with pytest.raises(ValueError, match=flag):
+        atorch.RMSprop([torch.zeros(3, requires_grad=True)], **{flag: True})
+
+
+def test_bad_group_edit_is_rejected_at_step():
+    p = torch.zeros(3, requires_grad=True)
+    opt = atorch.RMSprop([p], momentum=0.9)
+    opt.param_groups[0]["alpha"] = -1.0
+    p.grad = torch.ones(3)
+    with pytest.raises(ValueError, match="alpha"):
+        opt.step()
+    assert torch.equal(p, torch.zeros(3)) and len(opt.state) == 0
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_numpy_matches_torch(case):
+    ref, _, opt_ref, _, grads = pair((3, 4, 5), torch.float64, CASES[case])
+    w = ref.detach().numpy().copy()
+    opt = anp.RMSprop([w], **CASES[case])
+    for g in grads:
+        ref.grad = g.clone()
+        opt_ref.step()
+        opt.step([g.numpy()])
+        assert np.abs(w - ref.detach().numpy()).max() / np.abs(ref.detach().numpy()).max() < 1e-10
