@@ -1,5 +1,6 @@
 // Spec strings: NAME [":" KEY "=" NUMBER ("," KEY "=" NUMBER)*], e.g. "adam:lr=1e-3,beta1=0.9".
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -59,15 +60,15 @@ Spec parse_spec(const std::string& text) {
 }
 
 std::string format_spec(const std::string& name, const Hyper& values) {
-  std::ostringstream os;
-  os.precision(17);
-  os << name;
+  std::string out = name;
   char sep = ':';
   for (const auto& [k, v] : values) {
-    os << sep << k << '=' << v;
+    char num[64];
+    const auto res = std::to_chars(num, num + sizeof num, v);  // shortest text that reads back as v
+    out += sep + k + '=' + std::string(num, res.ptr);
     sep = ',';
   }
-  return os.str();
+  return out;
 }
 
 }  // namespace adapprox
