@@ -1,8 +1,6 @@
 """adapprox.torch.Adapprox: a torch.optim.Optimizer over the native Adapprox step."""
 from __future__ import annotations
 
-import torch
-
 from .. import _adapprox_state as S
 from .. import _core
 from ._native import NativeOptimizer
