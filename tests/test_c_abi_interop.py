@@ -77,10 +77,13 @@ CASES = [
     ("adapprox:lr=0.01,rank=2,max_rank=6,weight_decay=0.1", lambda ps: anp.Adapprox(ps, lr=0.01, rank=2, max_rank=6,
                                                                                     weight_decay=0.1)),
     ("adam:lr=0.01,weight_decay=0.1,amsgrad=1", lambda ps: anp.Adam(ps, lr=0.01, weight_decay=0.1, amsgrad=True)),
+    ("adafactor:lr=0.05,weight_decay=0.1", lambda ps: anp.Adafactor(ps, lr=0.05, weight_decay=0.1)),
+    ("adafactor:mode=1,beta1=0.9,weight_decay=0.01", lambda ps: anp.Adafactor(ps, mode="paper", lr=None, beta1=0.9,
+                                                                             weight_decay=0.01)),
 ]
 
 
-@pytest.mark.parametrize("spec, make", CASES, ids=["adapprox", "adam"])
+@pytest.mark.parametrize("spec, make", CASES, ids=["adapprox", "adam", "adafactor-torch", "adafactor-paper"])
 @pytest.mark.parametrize("python_first", [True, False], ids=["python-to-c", "c-to-python"])
 def test_state_crosses_the_abi(lib, spec, make, python_first):
     rng = np.random.default_rng(0)
@@ -112,6 +115,29 @@ def test_state_crosses_the_abi(lib, spec, make, python_first):
             second.step(g)
     for a, b in zip(w, ref):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("kw", [{}, dict(mode="paper", lr=None, beta1=0.9, eps=(1e-20, 1e-3), d=2.0),
+                                dict(mode="paper", lr=0.02, relative_step=False, scale_parameter=False, maximize=True)],
+                         ids=["torch", "paper-beta1", "paper-fixed-step"])
+def test_adafactor_hyperparameters_saved_by_python_are_the_spec_keys(lib, kw):
+    """The hyperparameters Python stores are exactly the C++ API's spec keys, so adx_state_load
+    takes them, and adx_spec then reports the same optimizer as Python's settings."""
+    from adapprox import _core
+    w = [np.ones((3, 4)), np.ones(4)]
+    opt = anp.Adafactor(w, **kw)
+    opt.step([np.full((3, 4), 0.5), np.full(4, 0.5)])
+    data = opt.save_native_state()
+    name, hyper, states = _core.decode_state(data)
+    assert name == "adafactor" and set(hyper) == set(_core.spec_defaults("adafactor"))
+    assert [s.float64 for s in states] == [True, True]
+    c = COptimizer(lib, "adafactor")
+    c.load(data)  # the hyperparameters travel with the state through the C ABI
+    assert _core.load_state_check(data) == _core.canonical_spec(_core.load_state_check(data))
+    again = anp.Adafactor([x.copy() for x in w], **kw)
+    again.load_native_state(c.save())
+    assert all(np.array_equal(a, b) for a, b in zip(again.state_dict()["state"][0].values(),
+                                                      opt.state_dict()["state"][0].values()))
 
 
 def test_corrupt_state_is_refused_by_python():

@@ -2,9 +2,13 @@
 // the save/load of whole optimizers.
 #include "adapprox/optimizer.hpp"
 
+#include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
+#include <sstream>
 
+#include "adapprox/adafactor.hpp"
 #include "adapprox/adapprox.hpp"
 #include "adapprox/elementwise.hpp"
 #include "adapprox/state_records.hpp"
@@ -34,6 +38,42 @@ bool take_f32(const StateRecord& r, const std::string& name, int64_t count, std:
   dst.resize(count);
   if (count) std::memcpy(dst.data(), it->second.bytes.data(), count * 4);
   return true;
+}
+
+// Copies buffer `name` (float32 or float64 as `t`, `count` elements) out of a record, if present.
+template <class T>
+bool take_typed(const StateRecord& r, const std::string& name, DType t, int64_t count, std::vector<T>& dst) {
+  auto it = r.buffers.find(name);
+  if (it == r.buffers.end()) return false;
+  if (it->second.dtype != t) bad_state("state buffer '" + name + "' must be " + dtype_name(t));
+  if (static_cast<int64_t>(it->second.bytes.size()) != count * static_cast<int64_t>(sizeof(T)))
+    bad_state("state buffer '" + name + "' has " + std::to_string(it->second.bytes.size() / sizeof(T)) +
+              " elements, expected " + std::to_string(count));
+  dst.resize(count);
+  if (count) std::memcpy(dst.data(), it->second.bytes.data(), count * sizeof(T));
+  return true;
+}
+
+// A spec value used as an integer: it must be whole and in [lo, hi] (casting anything else to an
+// integer type is undefined behaviour).
+double whole(const Hyper& h, const char* key, double lo, double hi) {
+  const double v = h.at(key);
+  if (!(v >= lo && v <= hi) || v != std::floor(v)) {
+    std::ostringstream os;
+    os.precision(17);
+    os << key << " must be a whole number in [" << lo << ", " << hi << "], got " << v;
+    throw Error(ErrorKind::value, os.str());
+  }
+  return v;
+}
+int to_int(const Hyper& h, const char* key) {
+  return static_cast<int>(whole(h, key, std::numeric_limits<int>::min(), std::numeric_limits<int>::max()));
+}
+
+std::string keys_of(const Hyper& h) {
+  std::string s;
+  for (const auto& kv : h) s += (s.empty() ? "" : ", ") + kv.first;
+  return s;
 }
 
 // Shared plumbing: per-parameter states created at the first step, fixed parameter list.
@@ -135,15 +175,10 @@ class AdapproxOptimizer final : public StatefulOptimizer<AdapproxState> {
   static Hyper complete(const Hyper& given) {
     Hyper h = defaults();
     for (const auto& [k, v] : given) {
-      if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for adapprox; known: " + keys(h));
+      if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for adapprox; known: " + keys_of(h));
       h[k] = v;
     }
     return h;
-  }
-  static std::string keys(const Hyper& h) {
-    std::string s;
-    for (const auto& kv : h) s += (s.empty() ? "" : ", ") + kv.first;
-    return s;
   }
   static AdapproxHyper to_native(const Hyper& h, double lr) {
     AdapproxHyper a;
@@ -153,13 +188,13 @@ class AdapproxOptimizer final : public StatefulOptimizer<AdapproxState> {
     a.eps = h.at("eps");
     a.clip_threshold = h.at("clip_threshold");
     a.weight_decay = h.at("weight_decay");
-    a.rsi.rank = static_cast<int>(h.at("rank"));
-    a.rsi.min_rank = static_cast<int>(h.at("min_rank"));
-    a.rsi.max_rank = static_cast<int>(h.at("max_rank"));
+    a.rsi.rank = to_int(h, "rank");
+    a.rsi.min_rank = to_int(h, "min_rank");
+    a.rsi.max_rank = to_int(h, "max_rank");
     a.rsi.tol = h.at("tol");
-    a.rsi.oversample = static_cast<int>(h.at("oversample"));
-    a.rsi.power_iters = static_cast<int>(h.at("power_iters"));
-    a.rsi.seed = static_cast<uint64_t>(h.at("seed"));
+    a.rsi.oversample = to_int(h, "oversample");
+    a.rsi.power_iters = to_int(h, "power_iters");
+    a.rsi.seed = static_cast<uint64_t>(whole(h, "seed", 0, 18446744073709549568.0));  // largest double < 2^64
     a.cosine_guidance = h.at("cosine_guidance") != 0;
     a.maximize = h.at("maximize") != 0;
     return a;
@@ -169,6 +204,92 @@ class AdapproxOptimizer final : public StatefulOptimizer<AdapproxState> {
     if (next.size() != param_numel_.size()) bad_state("saved state has a different number of parameters");
     for (size_t i = 0; i < next.size(); ++i)
       if (next[i] && next[i]->numel() != param_numel_[i]) bad_state("saved state of parameter " + std::to_string(i) + " has another size");
+  }
+  Hyper h_;
+};
+
+// Adafactor in both modes. Spec keys are AdafactorHyper's fields, numbers throughout: mode 0 =
+// torch (torch.optim.Adafactor, the default), 1 = paper; eps1_auto 1 = the machine epsilon of
+// the first parameter's dtype (torch's eps=(None, .)). Giving eps1 without eps1_auto sets
+// eps1_auto=0; in paper mode an eps1 left unset is the paper's 1e-30, as in Python.
+class AdafactorOptimizer final : public StatefulOptimizer<AdafactorState> {
+ public:
+  explicit AdafactorOptimizer(const Hyper& given) : h_(complete(given)) { to_native(h_, -1); }
+
+  static Hyper defaults() {
+    return {{"mode", 0},          {"lr", 1e-2},        {"beta2_decay", -0.8},   {"eps1", 0},
+            {"eps1_auto", 1},     {"eps2", 1e-3},      {"d", 1},                {"weight_decay", 0},
+            {"beta1", 0},         {"relative_step", 1}, {"scale_parameter", 1}, {"maximize", 0}};
+  }
+  std::string name() const override { return "adafactor"; }
+  Hyper hyper() const override { return h_; }
+
+  void step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr) override {
+    if (grads.size() != params.size()) throw Error(ErrorKind::shape, "params and grads differ in count");
+    const AdafactorHyper h = to_native(h_, lr);
+    std::vector<std::unique_ptr<AdafactorState>> fresh;
+    auto states = states_for(params, fresh, [](const TensorRef& p) { return AdafactorState(p.shape, p.dtype); });
+    std::vector<AdafactorSlot> slots(params.size());
+    for (size_t i = 0; i < params.size(); ++i) slots[i] = AdafactorSlot{states[i], params[i], grads[i]};
+    adafactor_step(slots, h);
+    commit(params, fresh);
+  }
+
+ protected:
+  void import_states(const Hyper& hyper, std::vector<std::unique_ptr<StateRecord>>& records) override {
+    const Hyper h = complete(hyper);
+    to_native(h, -1);
+    std::vector<std::unique_ptr<AdafactorState>> next;
+    for (auto& r : records) next.push_back(r ? std::make_unique<AdafactorState>(adafactor_state_from(*r)) : nullptr);
+    if (!param_numel_.empty()) {
+      if (next.size() != param_numel_.size()) bad_state("saved state has a different number of parameters");
+      for (size_t i = 0; i < next.size(); ++i)
+        if (next[i] && next[i]->numel() != param_numel_[i]) bad_state("saved state of parameter " + std::to_string(i) + " has another size");
+    }
+    h_ = h;
+    states_ = std::move(next);
+  }
+
+ private:
+  static Hyper complete(const Hyper& given) {
+    Hyper h = defaults();
+    for (const auto& [k, v] : given) {
+      if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for adafactor; known: " + keys_of(h));
+      h[k] = v;
+    }
+    if (given.count("eps1") && !given.count("eps1_auto")) h["eps1_auto"] = 0;
+    if (h["mode"] == 1 && !given.count("eps1") && !given.count("eps1_auto")) {
+      h["eps1"] = 1e-30;  // the paper's eps1 (Python's mode="paper" with eps=(None, .))
+      h["eps1_auto"] = 0;
+    }
+    return h;
+  }
+  static bool flag(const Hyper& h, const char* key) {
+    const double v = h.at(key);
+    if (v != 0 && v != 1) throw Error(ErrorKind::value, std::string(key) + " must be 0 or 1");
+    return v == 1;
+  }
+  // The native hyperparameters, validated (Error(value) naming the key otherwise).
+  static AdafactorHyper to_native(const Hyper& h, double lr) {
+    AdafactorHyper a;
+    const double mode = h.at("mode");
+    if (mode != 0 && mode != 1) throw Error(ErrorKind::value, "mode must be 0 (torch) or 1 (paper)");
+    a.mode = mode == 1 ? AdafactorMode::paper : AdafactorMode::torch;
+    a.lr = lr >= 0 ? lr : h.at("lr");
+    a.beta2_decay = h.at("beta2_decay");
+    a.eps1 = h.at("eps1");
+    a.eps1_auto = flag(h, "eps1_auto");
+    a.eps2 = h.at("eps2");
+    a.d = h.at("d");
+    a.weight_decay = h.at("weight_decay");
+    a.beta1 = h.at("beta1");
+    a.relative_step = flag(h, "relative_step");
+    a.scale_parameter = flag(h, "scale_parameter");
+    a.maximize = flag(h, "maximize");
+    if (a.mode == AdafactorMode::torch && (!a.relative_step || !a.scale_parameter))
+      throw Error(ErrorKind::value, "relative_step and scale_parameter are options of mode=1 (paper) only");
+    validate(a);
+    return a;
   }
   Hyper h_;
 };
@@ -279,24 +400,87 @@ ElementwiseState elementwise_state_from(const StateRecord& r) {
   return s;
 }
 
+namespace {
+
+template <class T>
+void add_adafactor_buffers(StateRecord& r, const AdafactorState& s, const AdafactorBuffers<T>& b) {
+  // torch.optim.Adafactor's shapes: row_var shape[:-1] + (1,), col_var shape[:-2] + (1, n).
+  std::vector<int64_t> rs = s.shape, cs = s.shape;
+  if (s.factored) {
+    rs.back() = 1;
+    cs[cs.size() - 2] = 1;
+  }
+  auto put = [&](const char* name, const std::vector<T>& v, std::vector<int64_t> shape) {
+    if (!v.empty()) r.buffers[name] = make_buffer(s.dtype, std::move(shape), v.data(), v.size() * sizeof(T));
+  };
+  put("row_var", b.row_var, rs);
+  put("col_var", b.col_var, cs);
+  put("variance", b.variance, s.shape);
+  put("exp_avg", b.exp_avg, s.shape);
+}
+
+template <class T>
+void take_adafactor_buffers(const StateRecord& r, AdafactorState& s, AdafactorBuffers<T>& b) {
+  if (s.factored && r.buffers.count("variance")) bad_state("a factored (>= 2-D) parameter has no Adafactor 'variance'");
+  if (!s.factored && (r.buffers.count("row_var") || r.buffers.count("col_var")))
+    bad_state("a 0-D or 1-D parameter has no Adafactor 'row_var'/'col_var'");
+  take_typed(r, "row_var", s.dtype, s.factored ? s.batch * s.rows : 0, b.row_var);
+  take_typed(r, "col_var", s.dtype, s.factored ? s.batch * s.cols : 0, b.col_var);
+  take_typed(r, "variance", s.dtype, s.factored ? 0 : s.numel(), b.variance);
+  take_typed(r, "exp_avg", s.dtype, s.numel(), b.exp_avg);
+}
+
+}  // namespace
+
+StateRecord to_record(const AdafactorState& s) {
+  StateRecord r;
+  r.shape = s.shape;
+  r.step = s.step;
+  r.scalars["float64"] = s.dtype == DType::f64;
+  if (s.dtype == DType::f64)
+    add_adafactor_buffers(r, s, s.f64);
+  else
+    add_adafactor_buffers(r, s, s.f32);
+  return r;
+}
+
+AdafactorState adafactor_state_from(const StateRecord& r) {
+  for (const auto& kv : r.scalars)
+    if (kv.first != "float64") bad_state("unknown Adafactor state scalar '" + kv.first + "'");
+  for (const auto& kv : r.buffers)
+    if (kv.first != "row_var" && kv.first != "col_var" && kv.first != "variance" && kv.first != "exp_avg")
+      bad_state("unknown Adafactor state buffer '" + kv.first + "'");
+  auto f64 = r.scalars.find("float64");
+  AdafactorState s(r.shape, f64 != r.scalars.end() && f64->second != 0 ? DType::f64 : DType::f32);
+  s.step = r.step;
+  if (s.dtype == DType::f64)
+    take_adafactor_buffers(r, s, s.f64);
+  else
+    take_adafactor_buffers(r, s, s.f32);
+  s.check();
+  return s;
+}
+
 std::unique_ptr<Optimizer> Optimizer::create(const std::string& text) {
   const Spec spec = parse_spec(text);
   if (spec.name == "adapprox") return std::make_unique<AdapproxOptimizer>(spec.values);
+  if (spec.name == "adafactor") return std::make_unique<AdafactorOptimizer>(spec.values);
   try {
     return std::make_unique<ElementwiseOptimizerImpl>(elementwise_algorithm(spec.name), spec.values);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::value && std::string(e.what()).rfind("unknown optimizer", 0) == 0)
-      throw Error(ErrorKind::spec, std::string(e.what()) + ", adapprox");
+      throw Error(ErrorKind::spec, std::string(e.what()) + ", adapprox, adafactor");
     throw;
   }
 }
 
 Hyper Optimizer::defaults(const std::string& name) {
   if (name == "adapprox") return AdapproxOptimizer::defaults();
+  if (name == "adafactor") return AdafactorOptimizer::defaults();
   try {
     return elementwise_algorithm(name).defaults();
   } catch (const Error& e) {
-    throw Error(ErrorKind::spec, std::string(e.what()) + ", adapprox");
+    throw Error(ErrorKind::spec, std::string(e.what()) + ", adapprox, adafactor");
   }
 }
 
@@ -310,6 +494,8 @@ std::vector<unsigned char> Optimizer::save() const {
 void Optimizer::load(const unsigned char* data, size_t size) {
   DecodedState d = decode_state(data, size);
   if (d.name != name()) bad_state("state was saved by optimizer '" + d.name + "', this is '" + name() + "'");
+  for (const auto& [k, v] : d.hyper)  // a spec can hold nothing else: spec() must stay parseable
+    if (!std::isfinite(v)) bad_state("state holds a hyperparameter '" + k + "' that is not a finite number");
   import_states(d.hyper, d.states);
 }
 

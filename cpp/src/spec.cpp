@@ -51,7 +51,9 @@ Spec parse_spec(const std::string& text) {
     char* end = nullptr;
     errno = 0;
     const double x = std::strtod(value.c_str(), &end);
-    if (value.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
+    // ERANGE is also set on underflow: a tiny value (subnormal or 0) is a fine number.
+    const bool overflow = errno == ERANGE && std::fabs(x) >= 1.0;
+    if (value.empty() || *end != '\0' || overflow || !std::isfinite(x))
       bad("spec value of '" + key + "' must be a finite number, got '" + value + "'");
     spec.values[key] = x;
   }

@@ -73,6 +73,11 @@ TEST(bad_specs_are_refused_with_a_useful_message) {
   CHECK(adx_create("adam:lr=1,lr=2", &o) == ADX_ERR_SPEC && message_has("twice"));
   CHECK(adx_create("", &o) == ADX_ERR_SPEC);
   CHECK(adx_create("adam:lr=1e-3,", &o) == ADX_ERR_SPEC);
+  CHECK(adx_create("adam:lr=1e400", &o) == ADX_ERR_SPEC && message_has("finite"));
+  CHECK(adx_create("adam:lr=nan", &o) == ADX_ERR_SPEC && message_has("finite"));
+  CHECK(adx_create("adam:lr=1e-400,eps=4e-320", &o) == ADX_OK);  // underflow is a number (0, subnormal)
+  adx_destroy(o);
+  o = nullptr;
   CHECK(adx_create("adapprox:rnak=2", &o) == ADX_ERR_SPEC && message_has("rnak"));
 }
 
@@ -81,6 +86,13 @@ TEST(bad_values_name_the_key) {
   CHECK(adx_create("adam:lr=-1", &o) == ADX_ERR_VALUE && message_has("lr"));
   CHECK(adx_create("adapprox:beta2=1.5", &o) == ADX_ERR_VALUE && message_has("beta2"));
   CHECK(adx_create("adapprox:min_rank=0", &o) == ADX_ERR_VALUE && message_has("min_rank"));
+  // Integer keys must be whole numbers in range (a cast of anything else would be undefined).
+  CHECK(adx_create("adapprox:rank=1e300", &o) == ADX_ERR_VALUE && message_has("rank"));
+  CHECK(adx_create("adapprox:rank=2.5", &o) == ADX_ERR_VALUE && message_has("whole"));
+  CHECK(adx_create("adapprox:seed=-1", &o) == ADX_ERR_VALUE && message_has("seed"));
+  CHECK(adx_create("adapprox:seed=1e20", &o) == ADX_ERR_VALUE && message_has("seed"));
+  CHECK(adx_create("adapprox:power_iters=-3e9", &o) == ADX_ERR_VALUE && message_has("power_iters"));
+  CHECK(!o);
 }
 
 TEST(spec_round_trip_and_keys) {
@@ -155,7 +167,8 @@ TEST(corrupt_or_truncated_state_is_refused_and_nothing_changes) {
 }
 
 TEST(save_load_continues_identically_and_lr_override) {
-  for (const char* spec : {"adapprox:lr=0.05,rank=2,max_rank=4", "nadam:lr=0.01", "rmsprop:lr=0.01,centered=1"}) {
+  for (const char* spec : {"adapprox:lr=0.05,rank=2,max_rank=4", "nadam:lr=0.01", "rmsprop:lr=0.01,centered=1",
+                           "adafactor:lr=0.05", "adafactor:mode=1,lr=0.05,weight_decay=0.01"}) {
     adx_optimizer* a = make(spec);
     Tensor p({8, 6}, 0.5f), g({8, 6}, 0.0f);
     for (size_t i = 0; i < g.f32.size(); ++i) g.f32[i] = float((i * 7919) % 13) / 13 - 0.5f;
@@ -182,7 +195,7 @@ TEST(save_load_continues_identically_and_lr_override) {
 }
 
 TEST(every_optimizer_is_reachable_by_spec) {
-  for (const char* spec : {"adapprox", "adam", "adamw", "nadam", "rmsprop", "adagrad", "sgd", "signsgd"}) {
+  for (const char* spec : {"adapprox", "adafactor", "adam", "adamw", "nadam", "rmsprop", "adagrad", "sgd", "signsgd"}) {
     adx_optimizer* o = make(spec);
     CHECK(o != nullptr);
     Tensor p({3, 2}, 1), g({3, 2}, 1);
@@ -190,6 +203,93 @@ TEST(every_optimizer_is_reachable_by_spec) {
     CHECK(p.f32[0] < 1);
     adx_destroy(o);
   }
+}
+
+std::string spec_of(adx_optimizer* o) {
+  char buf[1024];
+  size_t need = 0;
+  return adx_spec(o, buf, sizeof buf, &need) == ADX_OK ? std::string(buf) : std::string();
+}
+
+TEST(adafactor_spec_keys_cover_both_modes) {
+  adx_optimizer* o = make("adafactor");
+  const std::string torch_mode = spec_of(o);
+  for (const char* key : {"mode=0", "lr=0.01", "beta2_decay=-0.8", "eps1_auto=1", "eps2=0.001", "d=1", "beta1=0",
+                          "relative_step=1", "scale_parameter=1", "maximize=0", "weight_decay=0"})
+    CHECK(torch_mode.find(key) != std::string::npos);
+  adx_destroy(o);
+  o = make("adafactor:eps1=1e-20");  // an explicit eps1 turns eps1_auto off
+  CHECK(spec_of(o).find("eps1_auto=0") != std::string::npos);
+  adx_destroy(o);
+  o = make("adafactor:mode=1");  // paper mode: eps1 is the paper's 1e-30 unless given
+  CHECK(spec_of(o).find("eps1=1") != std::string::npos && spec_of(o).find("e-30") != std::string::npos && spec_of(o).find("eps1_auto=0") != std::string::npos);
+  adx_optimizer* again = make(spec_of(o).c_str());
+  CHECK(again != nullptr && spec_of(again) == spec_of(o));
+  adx_destroy(again);
+  adx_destroy(o);
+  o = nullptr;
+  CHECK(adx_create("adafactor:mode=2", &o) == ADX_ERR_VALUE && message_has("mode"));
+  CHECK(adx_create("adafactor:beta1=0.9", &o) == ADX_ERR_VALUE && message_has("beta1"));
+  CHECK(adx_create("adafactor:relative_step=0", &o) == ADX_ERR_VALUE && message_has("relative_step"));
+  CHECK(adx_create("adafactor:mode=1,d=0", &o) == ADX_ERR_VALUE && message_has("d "));
+  CHECK(adx_create("adafactor:eps=1", &o) == ADX_ERR_SPEC && message_has("eps1"));
+  CHECK(adx_create("adafactor:maximize=2", &o) == ADX_ERR_VALUE && message_has("maximize"));
+  CHECK(!o);
+}
+
+TEST(adafactor_save_load_continues_in_both_modes_and_dtypes) {
+  for (const char* spec : {"adafactor:lr=0.05", "adafactor:mode=1,beta1=0.9,lr=0.05", "adafactor:mode=1,relative_step=0,scale_parameter=0,lr=0.01"}) {
+    for (int bits : {32, 64}) {
+      adx_optimizer* a = make(spec);
+      CHECK(a != nullptr);
+      Tensor p1({2, 4, 3}, 0.5f, bits), g1({2, 4, 3}, 0.0f, bits), p2({5}, -0.25f, bits), g2({5}, 0.0f, bits);
+      for (size_t i = 0; i < 24; ++i) {
+        const float v = float((i * 7919) % 13) / 13 - 0.5f;
+        if (bits == 64) g1.f64[i] = v; else g1.f32[i] = v;
+      }
+      for (size_t i = 0; i < 5; ++i) {
+        const float v = float(i) / 5 - 0.3f;
+        if (bits == 64) g2.f64[i] = v; else g2.f32[i] = v;
+      }
+      adx_DLTensor ps[2] = {p1.t, p2.t}, gs[2] = {g1.t, g2.t};
+      for (int s = 0; s < 3; ++s) CHECK(adx_step(a, ps, gs, 2, -1) == ADX_OK);
+      const std::vector<unsigned char> st = saved(a);
+      Tensor q1 = p1, q2 = p2;
+      q1.t.data = bits == 64 ? static_cast<void*>(q1.f64.data()) : static_cast<void*>(q1.f32.data());
+      q2.t.data = bits == 64 ? static_cast<void*>(q2.f64.data()) : static_cast<void*>(q2.f32.data());
+      q1.t.shape = q1.shape.data();
+      q2.t.shape = q2.shape.data();
+      adx_DLTensor qs[2] = {q1.t, q2.t};
+      adx_optimizer* b = make(spec);
+      CHECK(adx_state_load(b, st.data(), st.size()) == ADX_OK);
+      CHECK(saved(b) == st);
+      for (int s = 0; s < 3; ++s) {
+        CHECK(adx_step(a, ps, gs, 2, -1) == ADX_OK);
+        CHECK(adx_step(b, qs, gs, 2, -1) == ADX_OK);
+      }
+      CHECK(p1.f32 == q1.f32 && p1.f64 == q1.f64 && p2.f32 == q2.f32 && p2.f64 == q2.f64);
+      CHECK((bits == 64 ? p1.f64[0] : p1.f32[0]) != 0.5f);
+      size_t state_bytes = 0, adamw_bytes = 0;
+      CHECK(adx_memory_report(a, &state_bytes, &adamw_bytes) == ADX_OK);
+      const size_t factored = 2 * (4 + 3) + 5 + (std::string(spec).find("beta1") != std::string::npos ? 29 : 0);
+      CHECK(state_bytes == factored * (bits / 8) && adamw_bytes == 2 * (bits / 8) * 29);
+      adx_destroy(a);
+      adx_destroy(b);
+    }
+  }
+  // Another optimizer's state is refused, and Adafactor state does not load into Adam.
+  adx_optimizer* ada = make("adafactor");
+  Tensor p({3, 2}, 1), g({3, 2}, 1);
+  CHECK(adx_step(ada, &p.t, &g.t, 1, -1) == ADX_OK);
+  const std::vector<unsigned char> st = saved(ada);
+  adx_optimizer* adam = make("adam");
+  CHECK(adx_state_load(adam, st.data(), st.size()) == ADX_ERR_STATE && message_has("adafactor"));
+  CHECK(adx_step(adam, &p.t, &g.t, 1, -1) == ADX_OK);
+  const std::vector<unsigned char> adam_state = saved(adam);
+  CHECK(adx_state_load(ada, adam_state.data(), adam_state.size()) == ADX_ERR_STATE && message_has("adam"));
+  CHECK(saved(ada) == st);
+  adx_destroy(ada);
+  adx_destroy(adam);
 }
 
 int main() { return check::run_all(); }

@@ -86,6 +86,17 @@ def native_hyper(h: dict) -> dict:
                 relative_step=relative_step, scale_parameter=scale_parameter, maximize=bool(h["maximize"]))
 
 
+def spec_hyper(h: dict) -> dict:
+    """A parameter group as the C++ API's spec keys (``Optimizer::defaults("adafactor")``): numbers
+    only, mode 0 = torch and 1 = paper, eps1=None as eps1_auto=1; stored by save_native_state()."""
+    n = native_hyper(h)
+    auto = n["eps1"] is None
+    return dict(mode=float(n["mode"] == "paper"), lr=n["lr"], beta2_decay=n["beta2_decay"],
+                eps1=0.0 if auto else n["eps1"], eps1_auto=float(auto), eps2=n["eps2"], d=n["d"],
+                weight_decay=n["weight_decay"], beta1=n["beta1"], relative_step=float(n["relative_step"]),
+                scale_parameter=float(n["scale_parameter"]), maximize=float(n["maximize"]))
+
+
 def export_state(native) -> dict:
     """{'step': int, 'row_var' (..., m, 1), 'col_var' (..., 1, n) | 'variance', ['exp_avg']}: NumPy
     copies, float64 for float64 parameters and float32 otherwise (torch.optim.Adafactor's names

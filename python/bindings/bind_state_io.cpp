@@ -20,6 +20,8 @@ py::bytes encode_state_py(const std::string& name, const py::dict& hyper, const 
       records.emplace_back();
     else if (py::isinstance<AdapproxState>(s))
       records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const AdapproxState&>())));
+    else if (py::isinstance<AdafactorState>(s))
+      records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const AdafactorState&>())));
     else
       records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const ElementwiseState&>())));
   }
@@ -38,6 +40,8 @@ py::tuple decode_state_py(const py::bytes& data) {
       states.append(py::none());
     else if (d.name == "adapprox")
       states.append(py::cast(adapprox_state_from(*r)));
+    else if (d.name == "adafactor")
+      states.append(py::cast(adafactor_state_from(*r)));
     else
       states.append(py::cast(elementwise_state_from(*r)));
   }

@@ -7,9 +7,12 @@
  *   adx_destroy(opt);
  *
  * Spec grammar (one for every optimizer):  NAME [":" KEY "=" NUMBER ("," KEY "=" NUMBER)*]
- * NAME is "adapprox" or an elementwise optimizer ("adam", "adamw", "nadam", "rmsprop",
- * "adagrad", "sgd", "signsgd", as built); booleans are 0/1. adx_spec_keys() lists the keys of
- * a name with their defaults. Errors are status codes; adx_last_error() gives this thread's
+ * NAME is "adapprox", "adafactor" or an elementwise optimizer ("adam", "adamw", "nadam",
+ * "rmsprop", "adagrad", "sgd", "signsgd", as built); booleans are 0/1. adx_spec_keys() lists the
+ * keys of a name with their defaults. Adafactor: mode=0 is torch.optim.Adafactor (the default),
+ * mode=1 the paper's algorithm (relative_step, scale_parameter, beta1 > 0 for a first moment);
+ * eps1_auto=1 takes eps1 as the machine epsilon of the first parameter's dtype (torch's None),
+ * and giving eps1 alone turns it off (in paper mode an unset eps1 is the paper's 1e-30). Errors are status codes; adx_last_error() gives this thread's
  * message for the last failed call. A failed call changes no parameter and no state. No C++
  * exception ever crosses this ABI.
  *

@@ -1,6 +1,7 @@
 // Conversions between each optimizer's native state and the shared StateRecord (used by the
 // byte format of Optimizer::save/load, the C ABI, and Python's save/load_native_state).
 #pragma once
+#include "adapprox/adafactor.hpp"
 #include "adapprox/adapprox.hpp"
 #include "adapprox/elementwise.hpp"
 #include "adapprox/optimizer.hpp"
@@ -12,5 +13,10 @@ AdapproxState adapprox_state_from(const StateRecord& r);  // checked; throws Err
 
 StateRecord to_record(const ElementwiseState& s);
 ElementwiseState elementwise_state_from(const StateRecord& r);  // checked; throws Error(state)
+
+// Scalar "float64" (0/1) and torch's buffer names and shapes: row_var (..., m, 1), col_var
+// (..., 1, n), variance, exp_avg, in the state's dtype.
+StateRecord to_record(const AdafactorState& s);
+AdafactorState adafactor_state_from(const StateRecord& r);  // checked; throws Error(state)
 
 }  // namespace adapprox

@@ -43,5 +43,11 @@ class Adafactor(NativeOptimizer):
     def _import(self, param, saved):
         return S.import_state(np.shape(param), str(getattr(param, "dtype", "")).endswith("float64"), saved)
 
+    def _algorithm_name(self):
+        return "adafactor"
+
+    def _spec_hyper(self, hyper):
+        return S.spec_hyper(hyper)
+
     def _describe(self, param, native):
         return dict(factored=len(np.shape(param)) >= 2)

@@ -77,5 +77,11 @@ class Adafactor(NativeOptimizer):
     def _import(self, param, saved):
         return S.import_state(param.shape, param.dtype == torch.float64, saved)
 
+    def _algorithm_name(self):
+        return "adafactor"
+
+    def _spec_hyper(self, group):
+        return S.spec_hyper(group)
+
     def _describe(self, param, native):
         return dict(factored=param.dim() >= 2)
