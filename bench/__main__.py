@@ -1,8 +1,8 @@
-"""Entry point: ``python -m bench {step,memory,all} [suite options]``."""
+"""Entry point: ``python -m bench {step,memory,family,all} [suite options]``."""
 import importlib
 import sys
 
-SUITES = {"step": "bench.step_time", "memory": "bench.memory"}
+SUITES = {"step": "bench.step_time", "memory": "bench.memory", "family": "bench.family"}
 
 
 def main(argv):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -80,6 +81,48 @@ def table(headers, rows) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
+
+
+def quartiles(xs):
+    """(q1, median, q3) of a list of numbers (inclusive method)."""
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+def round_robin(steps: dict, warmup: int, reps: int, max_other: float, max_time: float):
+    """Times each callable of ``steps`` (name -> callable) once per repetition, in a rotating order.
+
+    The first ``warmup`` repetitions are not kept. A repetition during which other processes used
+    more than ``max_other`` of the CPUs (``OtherLoad``) is dropped and run again, until ``reps``
+    are kept; after ``max_time`` seconds every repetition is kept, however loaded. Returns
+    ``(times, cpu, repetitions, contended)``: per name the kept wall and process times in seconds,
+    each repetition's load and fate, and whether any kept repetition was loaded."""
+    names = list(steps)
+    times, cpu = {n: [] for n in names}, {n: [] for n in names}
+    meter, log, start = OtherLoad(), [], time.monotonic()
+    while sum(r["accepted"] for r in log) < reps:
+        meter.start()
+        sample = {}
+        for i in range(len(names)):
+            name = names[(len(log) + i) % len(names)]
+            t0, c0 = time.perf_counter(), time.process_time()
+            steps[name]()
+            sample[name] = (time.perf_counter() - t0, time.process_time() - c0)
+        other = meter.stop()
+        warm = len(log) < warmup
+        late = time.monotonic() - start > max_time
+        accepted = not warm and (other is None or other <= max_other or late)
+        log.append(dict(other_load=other, warmup=warm, accepted=accepted))
+        print(f"  rep {len(log):2d}: other processes {'n/a' if other is None else f'{100 * other:.0f}%'} of CPUs"
+              f" -> {'warm-up' if warm else 'kept' if accepted else 'dropped'}", flush=True)
+        if accepted:
+            for name, (dt, dc) in sample.items():
+                times[name].append(dt)
+                cpu[name].append(dc)
+    contended = any(r["accepted"] and r["other_load"] is not None and r["other_load"] > max_other for r in log)
+    if contended:
+        print(f"WARNING: ran out of time (--max-time); some kept repetitions had other load > {max_other:.0%}")
+    return times, cpu, log, contended
 
 
 

@@ -9,15 +9,13 @@ when a core is taken). Reported: median and IQR over the kept repetitions after 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import adapprox
 import adapprox.torch
 
-from .common import OtherLoad, gpt2_shapes, table, write_results
+from .common import gpt2_shapes, quartiles, round_robin, table, write_results
 from .pure_torch_adapprox import PureTorchAdapprox
 
 HYPER = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01)
@@ -56,11 +54,6 @@ def wte_rank(opt, wte):
     return st.get("rank", "-")
 
 
-def quartiles(xs):
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], q[1], q[2]
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench step", description=__doc__)
     ap.add_argument("--warmup", type=int, default=3)
@@ -88,35 +81,15 @@ def main(argv=None):
         params = [torch.nn.Parameter(v.clone()) for v in values]
         for p, g in zip(params, grads):
             p.grad = g
-        runs[name] = dict(opt=make(params), wte=params[0], times=[], cpu=[])
+        runs[name] = dict(opt=make(params), wte=params[0])
 
-    names = list(runs)
     print(f"GPT-2-like: {args.layers} layers, width {args.width}, {n_params / 1e6:.2f}M params "
           f"({len(shapes)} tensors); threads: torch {torch.get_num_threads()}, adapprox {adapprox.num_threads()}; "
           f"{args.warmup} warm-up + {args.reps} timed repetitions, round-robin")
-    meter, reps, start = OtherLoad(), [], time.monotonic()
-    while sum(r["accepted"] for r in reps) < args.reps:
-        meter.start()
-        sample = {}
-        for i in range(len(names)):
-            name = names[(len(reps) + i) % len(names)]
-            t0, c0 = time.perf_counter(), time.process_time()
-            runs[name]["opt"].step()
-            sample[name] = (time.perf_counter() - t0, time.process_time() - c0)
-        other = meter.stop()
-        warm = len(reps) < args.warmup
-        late = time.monotonic() - start > args.max_time
-        accepted = not warm and (other is None or other <= args.max_other or late)
-        reps.append(dict(other_load=other, warmup=warm, accepted=accepted))
-        print(f"  rep {len(reps):2d}: other processes {'n/a' if other is None else f'{100 * other:.0f}%'} of CPUs"
-              f" -> {'warm-up' if warm else 'kept' if accepted else 'dropped'}", flush=True)
-        if accepted:
-            for name, (dt, dc) in sample.items():
-                runs[name]["times"].append(dt)
-                runs[name]["cpu"].append(dc)
-    contended = any(r["accepted"] and r["other_load"] is not None and r["other_load"] > args.max_other for r in reps)
-    if contended:
-        print(f"WARNING: ran out of time (--max-time); some kept repetitions had other load > {args.max_other:.0%}")
+    times, cpu, reps, contended = round_robin({name: run["opt"].step for name, run in runs.items()},
+                                              args.warmup, args.reps, args.max_other, args.max_time)
+    for name, run in runs.items():
+        run["times"], run["cpu"] = times[name], cpu[name]
 
     rows, summary = [], {}
     for name, run in runs.items():
