@@ -329,20 +329,11 @@ void check_slot(const AdafactorSlot& s, size_t i) {
   who << "params[" << i << "]";
   auto bad = [&](ErrorKind k, const std::string& what) { throw Error(k, who.str() + ": " + what); };
   if (!s.state) bad(ErrorKind::value, "missing optimizer state");
-  if (s.param.shape != s.grad.shape)
-    bad(ErrorKind::value, "gradient shape " + shape_str(s.grad.shape) + " does not match parameter shape " +
-                              shape_str(s.param.shape));
-  if (s.param.dtype != s.grad.dtype)
-    bad(ErrorKind::type, std::string("gradient dtype ") + dtype_name(s.grad.dtype) +
-                             " does not match parameter dtype " + dtype_name(s.param.dtype));
-  if (s.param.shape != s.state->shape)
-    bad(ErrorKind::state, "optimizer state was created for shape " + shape_str(s.state->shape) +
-                              ", parameter has shape " + shape_str(s.param.shape));
+  check_param_grad(s.param, s.grad, s.state->shape, i);
   const DType want = s.param.dtype == DType::f64 ? DType::f64 : DType::f32;
   if (s.state->dtype != want)
     bad(ErrorKind::state, std::string("optimizer state holds ") + dtype_name(s.state->dtype) +
                               " buffers, a " + dtype_name(s.param.dtype) + " parameter needs " + dtype_name(want));
-  if (s.param.numel() > 0 && (!s.param.data || !s.grad.data)) bad(ErrorKind::value, "null data pointer");
   s.state->check();
 }
 

@@ -317,20 +317,8 @@ void step_one(AdapproxSlot& s, const AdapproxHyper& h) {
 }
 
 void check_slot(const AdapproxSlot& s, size_t i) {
-  std::ostringstream who;
-  who << "params[" << i << "]";
-  auto bad = [&](ErrorKind k, const std::string& what) { throw Error(k, who.str() + ": " + what); };
-  if (!s.state) bad(ErrorKind::value, "missing optimizer state");
-  if (s.param.shape != s.grad.shape)
-    bad(ErrorKind::shape, "gradient shape " + shape_str(s.grad.shape) + " does not match parameter shape " +
-                              shape_str(s.param.shape));
-  if (s.param.dtype != s.grad.dtype)
-    bad(ErrorKind::type, std::string("gradient dtype ") + dtype_name(s.grad.dtype) +
-                             " does not match parameter dtype " + dtype_name(s.param.dtype));
-  if (s.param.shape != s.state->shape)
-    bad(ErrorKind::shape, "optimizer state was created for shape " + shape_str(s.state->shape) +
-                              ", parameter has shape " + shape_str(s.param.shape));
-  if (s.param.numel() > 0 && (!s.param.data || !s.grad.data)) bad(ErrorKind::value, "null data pointer");
+  if (!s.state) throw Error(ErrorKind::value, "params[" + std::to_string(i) + "]: missing optimizer state");
+  check_param_grad(s.param, s.grad, s.state->shape, i);
   s.state->check();
 }
 

@@ -40,6 +40,21 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return os.str();
 }
 
+void check_param_grad(const TensorRef& param, const TensorRef& grad, const std::vector<int64_t>& state_shape,
+                      size_t index) {
+  const std::string who = "params[" + std::to_string(index) + "]: ";
+  if (param.shape != grad.shape)
+    throw Error(ErrorKind::shape, who + "gradient shape " + shape_str(grad.shape) + " does not match parameter shape " +
+                                      shape_str(param.shape));
+  if (param.dtype != grad.dtype)
+    throw Error(ErrorKind::type, who + "gradient dtype " + dtype_name(grad.dtype) + " does not match parameter dtype " +
+                                     dtype_name(param.dtype));
+  if (param.shape != state_shape)
+    throw Error(ErrorKind::shape, who + "optimizer state was created for shape " + shape_str(state_shape) +
+                                      ", parameter has shape " + shape_str(param.shape));
+  if (param.numel() > 0 && (!param.data || !grad.data)) throw Error(ErrorKind::value, who + "null data pointer");
+}
+
 namespace {
 template <class T>
 void widen(const void* src, float* dst, int64_t n) {

@@ -34,6 +34,12 @@ class Error : public std::runtime_error {
 
 std::string shape_str(const std::vector<int64_t>& shape);
 
+// The checks every optimizer makes on params[index] before a step: gradient of the same shape
+// and dtype, non-null data, and the shape its optimizer state was created for. Throws Error
+// naming "params[index]".
+void check_param_grad(const TensorRef& param, const TensorRef& grad, const std::vector<int64_t>& state_shape,
+                      size_t index);
+
 // Copies between a tensor of any supported dtype and float32 (round to nearest even on the way back).
 void to_float32(const TensorRef& src, float* dst);
 void from_float32(const float* src, TensorRef& dst);
