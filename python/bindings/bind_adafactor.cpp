@@ -8,6 +8,7 @@
 #include "adapprox/adafactor.hpp"
 #include "binders.hpp"
 #include "dlpack_import.hpp"
+#include "group_import.hpp"
 #include "numpy_buffers.hpp"
 
 namespace py = pybind11;
@@ -79,37 +80,20 @@ void load_into(AdafactorBuffers<T>& dst, const AdafactorState& s, const py::dict
   get("exp_avg", true, s.numel(), dst.exp_avg);
 }
 
-// One native call per parameter group: import everything, validate everything, then step.
-// A None in `states` gets a fresh state shaped like its parameter; the states used are returned
-// (the caller keeps new ones only if the step succeeded).
+// One native call per parameter group: import everything (group_import.hpp), validate, step.
 py::list adafactor_step_py(const py::list& states, const py::list& params, const py::list& grads,
                            const py::dict& hyper) {
-  const size_t n = py::len(states);
-  if (py::len(params) != n || py::len(grads) != n)
-    throw py::value_error("states, params and grads must have the same length");
   const AdafactorHyper h = hyper_from(hyper);
   validate(h);
-  std::vector<py_dlpack::Imported> held;
-  held.reserve(2 * n);
-  std::vector<AdafactorSlot> slots(n);
-  py::list used;
-  for (size_t i = 0; i < n; ++i) {
-    const std::string idx = "[" + std::to_string(i) + "]";
-    held.push_back(py_dlpack::import_tensor(params[i], "params" + idx, /*writable=*/true));
-    held.push_back(py_dlpack::import_tensor(grads[i], "grads" + idx, /*writable=*/false));
-    const TensorRef& p = held[2 * i].ref;
-    if (p.data == held[2 * i + 1].ref.data && p.numel() > 0)
-      throw py::value_error("params" + idx + ": the gradient aliases the parameter buffer");
-    py::object st = states[i].is_none() ? py::cast(AdafactorState(p.shape, p.dtype))
-                                        : py::reinterpret_borrow<py::object>(states[i]);
-    used.append(st);
-    slots[i] = AdafactorSlot{st.cast<AdafactorState*>(), p, held[2 * i + 1].ref};
-  }
+  auto g = bindings::import_group<AdafactorState>(states, params, grads,
+                                                  [](const TensorRef& p) { return AdafactorState(p.shape, p.dtype); });
+  std::vector<AdafactorSlot> slots;
+  for (size_t i = 0; i < g.states.size(); ++i) slots.push_back(AdafactorSlot{g.states[i], g.params[i], g.grads[i]});
   {
     py::gil_scoped_release nogil;
     adafactor_step(slots, h);
   }
-  return used;
+  return g.used;
 }
 
 void bind_adafactor(py::module_& m) {

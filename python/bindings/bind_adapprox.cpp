@@ -6,6 +6,7 @@
 #include "adapprox/adapprox.hpp"
 #include "binders.hpp"
 #include "dlpack_import.hpp"
+#include "group_import.hpp"
 #include "numpy_buffers.hpp"
 
 namespace py = pybind11;
@@ -35,36 +36,22 @@ AdapproxHyper hyper_from(const py::dict& d) {
   return h;
 }
 
-// One native call per parameter group: import everything, validate everything, then step.
-// A None in `states` gets a fresh state shaped like its parameter; the states used are returned
-// (the caller keeps new ones only if the step succeeded).
+// One native call per parameter group: import everything (group_import.hpp), validate, step.
 py::list adapprox_step_py(const py::list& states, const py::list& params, const py::list& grads,
                           const std::vector<uint64_t>& indices, const py::dict& hyper) {
-  const size_t n = py::len(states);
-  if (py::len(params) != n || py::len(grads) != n || indices.size() != n)
-    throw py::value_error("states, params, grads and indices must have the same length");
+  if (indices.size() != py::len(params)) throw py::value_error("indices and params must have the same length");
   const AdapproxHyper h = hyper_from(hyper);
   validate(h);
-  std::vector<py_dlpack::Imported> held;
-  held.reserve(2 * n);
-  std::vector<AdapproxSlot> slots(n);
-  py::list used;
-  for (size_t i = 0; i < n; ++i) {
-    const std::string idx = "[" + std::to_string(i) + "]";
-    held.push_back(py_dlpack::import_tensor(params[i], "params" + idx, /*writable=*/true));
-    held.push_back(py_dlpack::import_tensor(grads[i], "grads" + idx, /*writable=*/false));
-    const TensorRef& p = held[2 * i].ref;
-    if (p.data == held[2 * i + 1].ref.data && p.numel() > 0)
-      throw py::value_error("params" + idx + ": the gradient aliases the parameter buffer");
-    py::object st = states[i].is_none() ? py::cast(AdapproxState(p.shape)) : py::reinterpret_borrow<py::object>(states[i]);
-    used.append(st);
-    slots[i] = AdapproxSlot{st.cast<AdapproxState*>(), p, held[2 * i + 1].ref, indices[i]};
-  }
+  auto g = bindings::import_group<AdapproxState>(states, params, grads,
+                                                 [](const TensorRef& p) { return AdapproxState(p.shape); });
+  std::vector<AdapproxSlot> slots;
+  for (size_t i = 0; i < g.states.size(); ++i)
+    slots.push_back(AdapproxSlot{g.states[i], g.params[i], g.grads[i], indices[i]});
   {
     py::gil_scoped_release nogil;
     adapprox_step(slots, h);
   }
-  return used;
+  return g.used;
 }
 
 void bind_adapprox(py::module_& m) {

@@ -9,6 +9,7 @@
 #include "adapprox/elementwise.hpp"
 #include "binders.hpp"
 #include "dlpack_import.hpp"
+#include "group_import.hpp"
 
 namespace py = pybind11;
 using namespace adapprox;
@@ -59,32 +60,17 @@ void load_state(ElementwiseState& s, int64_t step, const py::dict& buffers, cons
 py::list elementwise_step_py(const std::string& algorithm, const py::list& states, const py::list& params,
                              const py::list& grads, const py::dict& hyper) {
   const ElementwiseAlgorithm& algo = elementwise_algorithm(algorithm);
-  const size_t n = py::len(states);
-  if (py::len(params) != n || py::len(grads) != n)
-    throw py::value_error("states, params and grads must have the same length");
   const Hyper h = complete_hyper(algo, hyper_from(hyper));
   algo.validate(h);
-  std::vector<py_dlpack::Imported> held;
-  held.reserve(2 * n);
-  std::vector<ElementwiseSlot> slots(n);
-  py::list used;
-  for (size_t i = 0; i < n; ++i) {
-    const std::string idx = "[" + std::to_string(i) + "]";
-    held.push_back(py_dlpack::import_tensor(params[i], "params" + idx, /*writable=*/true));
-    held.push_back(py_dlpack::import_tensor(grads[i], "grads" + idx, /*writable=*/false));
-    const TensorRef& p = held[2 * i].ref;
-    if (p.data == held[2 * i + 1].ref.data && p.numel() > 0)
-      throw py::value_error("params" + idx + ": the gradient aliases the parameter buffer");
-    py::object st = states[i].is_none() ? py::cast(ElementwiseState(p.shape, p.dtype))
-                                        : py::reinterpret_borrow<py::object>(states[i]);
-    used.append(st);
-    slots[i] = ElementwiseSlot{st.cast<ElementwiseState*>(), p, held[2 * i + 1].ref};
-  }
+  auto g = bindings::import_group<ElementwiseState>(
+      states, params, grads, [](const TensorRef& p) { return ElementwiseState(p.shape, p.dtype); });
+  std::vector<ElementwiseSlot> slots;
+  for (size_t i = 0; i < g.states.size(); ++i) slots.push_back(ElementwiseSlot{g.states[i], g.params[i], g.grads[i]});
   {
     py::gil_scoped_release nogil;
     elementwise_step(algo, slots, h);
   }
-  return used;
+  return g.used;
 }
 
 void bind_elementwise(py::module_& m) {
