@@ -9,6 +9,7 @@ import torch
 
 import adapprox.numpy as anp
 import adapprox.torch as atorch
+from parity import data, make_pair, rel_err, step_both  # noqa: F401
 
 SHAPES = [(1,), (7, 13), (4097,), (3, 4, 5), (130, 257)]  # the last one spans several chunks
 CASES = {
@@ -21,28 +22,8 @@ CASES = {
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
-def rel_err(ours, ref):
-    ours, ref = ours.double(), ref.double()
-    return ((ours - ref).abs().max() / ref.abs().max()).item()
-
-
-def data(shape, dtype, steps, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    p0 = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
-    grads = [torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype) for _ in range(steps)]
-    return p0, grads
-
-
 def pair(shape, dtype, kwargs, steps=50, seed=0):
-    p0, grads = data(shape, dtype, steps, seed)
-    ref, ours = p0.clone().requires_grad_(), p0.clone().requires_grad_()
-    return ref, ours, torch.optim.SGD([ref], foreach=False, **kwargs), atorch.SGD([ours], **kwargs), grads
-
-
-def step_both(ref, ours, opt_ref, opt_ours, g):
-    ref.grad, ours.grad = g.clone(), g.clone()
-    opt_ref.step()
-    opt_ours.step()
+    return make_pair(torch.optim.SGD, atorch.SGD, shape, dtype, kwargs, steps, seed)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
