@@ -9,7 +9,7 @@ import torch
 
 import adapprox.numpy as anp
 import adapprox.torch as atorch
-from parity import data, make_pair, rel_err, step_both  # noqa: F401
+from parity import data, make_pair, rel_err, step_both
 
 SHAPES = [(1,), (7, 13), (4097,), (3, 4, 5), (130, 257)]  # the last one spans several chunks
 CASES = {
