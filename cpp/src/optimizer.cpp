@@ -114,6 +114,21 @@ class StatefulOptimizer : public Optimizer {
     }
   }
 
+  // States converted from loaded records by `from`, checked against the parameters seen so far.
+  template <class From>
+  std::vector<std::unique_ptr<State>> states_from(std::vector<std::unique_ptr<StateRecord>>& records,
+                                                  From from) const {
+    std::vector<std::unique_ptr<State>> next;
+    for (auto& r : records) next.push_back(r ? std::make_unique<State>(from(*r)) : nullptr);
+    if (!param_numel_.empty()) {
+      if (next.size() != param_numel_.size()) bad_state("saved state has a different number of parameters");
+      for (size_t i = 0; i < next.size(); ++i)
+        if (next[i] && next[i]->numel() != param_numel_[i])
+          bad_state("saved state of parameter " + std::to_string(i) + " has another size");
+    }
+    return next;
+  }
+
  public:
   MemoryReport memory() const override {
     MemoryReport r;
@@ -164,9 +179,7 @@ class AdapproxOptimizer final : public StatefulOptimizer<AdapproxState> {
   void import_states(const Hyper& hyper, std::vector<std::unique_ptr<StateRecord>>& records) override {
     const Hyper h = complete(hyper);
     validate(to_native(h, -1));
-    std::vector<std::unique_ptr<AdapproxState>> next;
-    for (auto& r : records) next.push_back(r ? std::make_unique<AdapproxState>(adapprox_state_from(*r)) : nullptr);
-    check_against_params(next);
+    auto next = this->states_from(records, adapprox_state_from);
     h_ = h;
     states_ = std::move(next);
   }
@@ -198,12 +211,6 @@ class AdapproxOptimizer final : public StatefulOptimizer<AdapproxState> {
     a.cosine_guidance = h.at("cosine_guidance") != 0;
     a.maximize = h.at("maximize") != 0;
     return a;
-  }
-  void check_against_params(const std::vector<std::unique_ptr<AdapproxState>>& next) const {
-    if (param_numel_.empty()) return;
-    if (next.size() != param_numel_.size()) bad_state("saved state has a different number of parameters");
-    for (size_t i = 0; i < next.size(); ++i)
-      if (next[i] && next[i]->numel() != param_numel_[i]) bad_state("saved state of parameter " + std::to_string(i) + " has another size");
   }
   Hyper h_;
 };
@@ -239,13 +246,7 @@ class AdafactorOptimizer final : public StatefulOptimizer<AdafactorState> {
   void import_states(const Hyper& hyper, std::vector<std::unique_ptr<StateRecord>>& records) override {
     const Hyper h = complete(hyper);
     to_native(h, -1);
-    std::vector<std::unique_ptr<AdafactorState>> next;
-    for (auto& r : records) next.push_back(r ? std::make_unique<AdafactorState>(adafactor_state_from(*r)) : nullptr);
-    if (!param_numel_.empty()) {
-      if (next.size() != param_numel_.size()) bad_state("saved state has a different number of parameters");
-      for (size_t i = 0; i < next.size(); ++i)
-        if (next[i] && next[i]->numel() != param_numel_[i]) bad_state("saved state of parameter " + std::to_string(i) + " has another size");
-    }
+    auto next = this->states_from(records, adafactor_state_from);
     h_ = h;
     states_ = std::move(next);
   }
@@ -319,13 +320,7 @@ class ElementwiseOptimizerImpl final : public StatefulOptimizer<ElementwiseState
   void import_states(const Hyper& hyper, std::vector<std::unique_ptr<StateRecord>>& records) override {
     const Hyper h = complete_spec(algo_, hyper);
     algo_.validate(h);
-    std::vector<std::unique_ptr<ElementwiseState>> next;
-    for (auto& r : records) next.push_back(r ? std::make_unique<ElementwiseState>(elementwise_state_from(*r)) : nullptr);
-    if (!param_numel_.empty()) {
-      if (next.size() != param_numel_.size()) bad_state("saved state has a different number of parameters");
-      for (size_t i = 0; i < next.size(); ++i)
-        if (next[i] && next[i]->numel() != param_numel_[i]) bad_state("saved state of parameter " + std::to_string(i) + " has another size");
-    }
+    auto next = this->states_from(records, elementwise_state_from);
     h_ = h;
     states_ = std::move(next);
   }
