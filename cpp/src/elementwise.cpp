@@ -34,34 +34,81 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-constexpr int64_t kGrain = 1 << 14;  // elements per chunk
+constexpr int64_t kGrain = 1 << 14;  // elements per chunk of the whole call
+constexpr int64_t kBlock = 1024;     // bf16/fp16: elements converted to float32 at a time
 
-// Runs the algorithm over [0, n) in chunks; T is float or double.
+// Where slot s's buffers start, already typed (T is double for float64 states, else float).
 template <class T>
-void run_chunks(const ElementwiseAlgorithm& algo, const Hyper& h, ElementwiseState& st, T* p, const T* g,
-                std::vector<T*>& bufs_base) {
-  parallel_chunks(st.numel(), kGrain, [&](int, int64_t b, int64_t e) {
-    std::vector<T*> bufs(bufs_base.size());
-    for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = bufs_base[i] + b;
-    algo.run(h, st, e - b, p + b, g + b, bufs.data());
-  });
+struct Bound {
+  T* p;  // nullptr for bf16/fp16 parameters (converted block by block)
+  const T* g;
+  std::vector<T*> bufs;
+};
+
+// Elements [b, e) of one bf16/fp16 parameter: each block is widened to float32 on the stack,
+// stepped, and rounded once on the way back.
+void run_converted(const ElementwiseAlgorithm& algo, const Hyper& h, const ElementwiseState& st,
+                   const ElementwiseSlot& s, const std::vector<float*>& bufs_base, int64_t b, int64_t e) {
+  const int64_t es = dtype_size(s.param.dtype);
+  float p[kBlock], g[kBlock];
+  std::vector<float*> bufs(bufs_base.size());
+  for (int64_t lo = b; lo < e; lo += kBlock) {
+    const int64_t n = std::min(kBlock, e - lo);
+    TensorRef pc{static_cast<char*>(s.param.data) + lo * es, s.param.dtype, {n}};
+    TensorRef gc{static_cast<char*>(s.grad.data) + lo * es, s.grad.dtype, {n}};
+    to_float32(pc, p);
+    to_float32(gc, g);
+    for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = bufs_base[i] + lo;
+    algo.run(h, st, n, p, g, bufs.data());
+    from_float32(p, pc);
+  }
 }
 
-// bf16/fp16 parameters: stepped through float32 copies of each chunk, rounded once on the way back.
-void run_converted(const ElementwiseAlgorithm& algo, const Hyper& h, ElementwiseState& st, ElementwiseSlot& s,
-                   std::vector<float*>& bufs_base) {
-  const int64_t es = dtype_size(s.param.dtype);
-  parallel_chunks(st.numel(), kGrain, [&](int, int64_t b, int64_t e) {
-    const int64_t n = e - b;
-    std::vector<float> p(n), g(n);
-    TensorRef pc{static_cast<char*>(s.param.data) + b * es, s.param.dtype, {n}};
-    TensorRef gc{static_cast<char*>(s.grad.data) + b * es, s.grad.dtype, {n}};
-    to_float32(pc, p.data());
-    to_float32(gc, g.data());
-    std::vector<float*> bufs(bufs_base.size());
-    for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = bufs_base[i] + b;
-    algo.run(h, st, n, p.data(), g.data(), bufs.data());
-    from_float32(p.data(), pc);
+// Elements [b, e) of slot s.
+template <class T>
+void run_range(const ElementwiseAlgorithm& algo, const Hyper& h, const ElementwiseSlot& s, const Bound<T>& at,
+               int64_t b, int64_t e) {
+  std::vector<T*> bufs(at.bufs.size());
+  for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = at.bufs[i] + b;
+  algo.run(h, *s.state, e - b, at.p + b, at.g + b, bufs.data());
+}
+
+// Every slot's update in one parallel job: the parameters are laid end to end and the
+// concatenated range is cut into chunks, so small tensors share chunks and large ones are
+// split; each element's update is independent of the cut, so results are too.
+void run_all(const ElementwiseAlgorithm& algo, const Hyper& h, std::vector<ElementwiseSlot>& slots,
+             const std::vector<std::string>& names) {
+  std::vector<Bound<float>> f32(slots.size());
+  std::vector<Bound<double>> f64(slots.size());
+  std::vector<int64_t> offset(slots.size() + 1, 0);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    ElementwiseSlot& s = slots[i];
+    ElementwiseState& st = *s.state;
+    offset[i + 1] = offset[i] + st.numel();
+    if (st.dtype == DType::f64) {
+      f64[i] = {static_cast<double*>(s.param.data), static_cast<const double*>(s.grad.data), {}};
+      for (const auto& name : names) f64[i].bufs.push_back(st.buffer<double>(name));
+    } else {
+      const bool direct = s.param.dtype == DType::f32;
+      f32[i] = {direct ? static_cast<float*>(s.param.data) : nullptr,
+                direct ? static_cast<const float*>(s.grad.data) : nullptr, {}};
+      for (const auto& name : names) f32[i].bufs.push_back(st.buffer<float>(name));
+    }
+  }
+  parallel_chunks(offset.back(), kGrain, [&](int, int64_t b, int64_t e) {
+    size_t i = std::upper_bound(offset.begin(), offset.end(), b) - offset.begin() - 1;
+    for (; i < slots.size() && offset[i] < e; ++i) {
+      // Cuts inside a tensor are moved down to a multiple of 16 elements (64 bytes in float32),
+      // so that vector loads in the kernels start on cache lines; both neighbours move the same cut.
+      const int64_t numel = offset[i + 1] - offset[i];
+      const int64_t lo = b <= offset[i] ? 0 : (b - offset[i]) & ~int64_t(15);
+      const int64_t hi = e >= offset[i + 1] ? numel : (e - offset[i]) & ~int64_t(15);
+      if (lo >= hi) continue;
+      const ElementwiseSlot& s = slots[i];
+      if (s.state->dtype == DType::f64) run_range(algo, h, s, f64[i], lo, hi);
+      else if (f32[i].p) run_range(algo, h, s, f32[i], lo, hi);
+      else run_converted(algo, h, *s.state, s, f32[i].bufs, lo, hi);
+    }
   });
 }
 
@@ -136,22 +183,8 @@ void elementwise_step(const ElementwiseAlgorithm& algo, std::vector<ElementwiseS
       if (!st.buffers.count(name)) st.buffers[name].assign(bytes, 0);  // zero-filled on first use
     st.step += 1;
     algo.begin_step(st, h);
-    if (st.numel() == 0) continue;
-    if (st.dtype == DType::f64) {
-      std::vector<double*> bufs;
-      for (const auto& name : names) bufs.push_back(st.buffer<double>(name));
-      run_chunks<double>(algo, h, st, static_cast<double*>(s.param.data), static_cast<const double*>(s.grad.data),
-                         bufs);
-    } else {
-      std::vector<float*> bufs;
-      for (const auto& name : names) bufs.push_back(st.buffer<float>(name));
-      if (s.param.dtype == DType::f32)
-        run_chunks<float>(algo, h, st, static_cast<float*>(s.param.data), static_cast<const float*>(s.grad.data),
-                          bufs);
-      else
-        run_converted(algo, h, st, s, bufs);
-    }
   }
+  run_all(algo, h, slots, names);
 }
 
 }  // namespace adapprox

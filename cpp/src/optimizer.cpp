@@ -390,7 +390,7 @@ ElementwiseState elementwise_state_from(const StateRecord& r) {
   for (const auto& [k, b] : r.buffers) {
     if (b.dtype != s.dtype) bad_state("state buffer '" + k + "' has the wrong dtype");
     if (b.bytes.size() != bytes) bad_state("state buffer '" + k + "' has the wrong size");
-    s.buffers[k] = b.bytes;
+    s.buffers[k].assign(b.bytes.begin(), b.bytes.end());
   }
   return s;
 }

@@ -71,7 +71,10 @@ void Imported::release() {
   legacy_ = nullptr;
 }
 
-Imported import_tensor(py::handle obj, const std::string& name, bool writable) {
+// The capsule of `obj`: obj itself when it is one (a DLPack capsule made by the caller, e.g.
+// torch.utils.dlpack.to_dlpack: the fast path of adapprox.torch), else obj.__dlpack__().
+py::object export_capsule(py::handle obj, const std::string& name) {
+  if (PyCapsule_CheckExact(obj.ptr())) return py::reinterpret_borrow<py::object>(obj);
   if (!py::hasattr(obj, "__dlpack__") || !py::hasattr(obj, "__dlpack_device__"))
     throw py::type_error(name + ": expected an array that supports DLPack (NumPy, PyTorch, CuPy, JAX), got " +
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
@@ -82,22 +85,25 @@ Imported import_tensor(py::handle obj, const std::string& name, bool writable) {
     throw py::value_error(name + ": unsupported device '" + device_name(dev_type) + ":" +
                           std::to_string(dev[1].cast<int>()) +
                           "'; this build of adapprox runs on the CPU only (move the tensor to the CPU)");
-  py::object cap;
   try {
-    cap = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 1));
+    return obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 1));
   } catch (py::error_already_set& e) {
     if (e.matches(PyExc_BufferError))
       throw py::value_error(name + ": cannot be exported (" + std::string(e.what()) +
                             "); a read-only array cannot be updated in place");
     if (!e.matches(PyExc_TypeError)) throw;
-    try {
-      cap = obj.attr("__dlpack__")();  // producer predates the versioned protocol
-    } catch (py::error_already_set& e2) {
-      if (e2.matches(PyExc_BufferError))
-        throw py::value_error(name + ": is read-only or cannot be exported (" + std::string(e2.what()) + ")");
-      throw;
-    }
   }
+  try {
+    return obj.attr("__dlpack__")();  // producer predates the versioned protocol
+  } catch (py::error_already_set& e2) {
+    if (e2.matches(PyExc_BufferError))
+      throw py::value_error(name + ": is read-only or cannot be exported (" + std::string(e2.what()) + ")");
+    throw;
+  }
+}
+
+Imported import_tensor(py::handle obj, const std::string& name, bool writable) {
+  py::object cap = export_capsule(obj, name);
   PyObject* c = cap.ptr();
   Imported out;
   const dlpack::Tensor* t = nullptr;
@@ -115,11 +121,13 @@ Imported import_tensor(py::handle obj, const std::string& name, bool writable) {
     PyCapsule_SetName(c, "used_dltensor");
     t = &out.legacy_->dl_tensor;
   } else {
-    throw py::type_error(name + ": __dlpack__ did not return a DLPack capsule");
+    throw py::type_error(name + ": not an unused DLPack capsule (each capsule can be consumed once)");
   }
   // From here `out` owns the tensor: any throw below runs its deleter once.
   if (t->device.device_type != dlpack::kDLCPU)
-    throw py::value_error(name + ": unsupported device '" + device_name(t->device.device_type) + "'");
+    throw py::value_error(name + ": unsupported device '" + device_name(t->device.device_type) + ":" +
+                          std::to_string(t->device.device_id) +
+                          "'; this build of adapprox runs on the CPU only (move the tensor to the CPU)");
   if (!to_dtype(t->dtype, &out.ref.dtype))
     throw py::type_error(name + ": unsupported dtype " + dtype_desc(t->dtype) +
                          "; expected float32, float64, float16 or bfloat16");

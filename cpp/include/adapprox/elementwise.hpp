@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "adapprox/aligned.hpp"
 #include "adapprox/tensor.hpp"
 
 namespace adapprox {
@@ -21,7 +22,7 @@ struct ElementwiseState {
   std::vector<int64_t> shape;
   DType dtype = DType::f32;                         // buffers' dtype: f32 or f64
   int64_t step = 0;                                 // steps taken, including the current one in run()
-  std::map<std::string, std::vector<unsigned char>> buffers;  // raw storage, dtype elements each
+  std::map<std::string, AlignedBytes> buffers;  // raw storage, dtype elements each
   std::map<std::string, double> scalars;            // per-parameter scalars (e.g. NAdam's mu_product)
 
   ElementwiseState() = default;

@@ -8,6 +8,14 @@ from __future__ import annotations
 from itertools import chain
 
 import torch
+from torch.utils.dlpack import to_dlpack
+
+
+def _as_dlpack(t: torch.Tensor):
+    """What the core imports for `t`: a DLPack capsule for a CPU tensor (to_dlpack is a single C
+    call, about 10x cheaper than the ``__dlpack__`` protocol, which matters with many small
+    tensors), else the detached tensor, so the core reports where it lives."""
+    return to_dlpack(t) if t.device.type == "cpu" else t.detach()
 
 
 class NativeOptimizer(torch.optim.Optimizer):
@@ -50,8 +58,8 @@ class NativeOptimizer(torch.optim.Optimizer):
                     if p.grad.is_sparse:
                         raise TypeError(f"param_groups[{gi}]: {type(self).__name__} does not support sparse gradients")
                     states.append(self.state[p].get("native") if p in self.state else None)
-                    params.append(p.detach())
-                    grads.append(p.grad.detach())
+                    params.append(_as_dlpack(p))
+                    grads.append(_as_dlpack(p.grad))
                     indices.append(index)
                     owners.append(p)
                 index += 1
