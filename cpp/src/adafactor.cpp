@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 #include <sstream>
 #include <unordered_set>
 
 #include "adapprox/thread_pool.hpp"
+#include "isa.hpp"
 
 namespace adapprox {
 
@@ -119,6 +122,75 @@ double machine_eps(DType t) {
   return FLT_EPSILON;
 }
 
+// Sums run over kLanes independent double accumulators, combined in a fixed order at the end:
+// the loops vectorise, and the result is the same for every instruction set (isa.hpp).
+constexpr int kLanes = 8;
+inline double lanes_total(const double* a) {
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+struct RowStats {
+  double g_sq, theta_sq;
+};
+
+// Pass 1 over one row of a factored parameter: sum_j g_j^2 and sum_j theta_j^2, and g_j^2 added
+// into the column sums col[j].
+template <class T>
+inline RowStats row_stats(const T* __restrict__ g, const T* __restrict__ th, int64_t n, double* __restrict__ col) {
+  double gs[kLanes] = {}, ts[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const double x = static_cast<double>(g[j + k]) * static_cast<double>(g[j + k]);
+      const double t = static_cast<double>(th[j + k]);
+      gs[k] += x;
+      col[j + k] += x;
+      ts[k] += t * t;
+    }
+  for (; j < n; ++j) {
+    const double x = static_cast<double>(g[j]) * static_cast<double>(g[j]);
+    const double t = static_cast<double>(th[j]);
+    gs[0] += x;
+    col[j] += x;
+    ts[0] += t * t;
+  }
+  return {lanes_total(gs), lanes_total(ts)};
+}
+
+// The factored update of row i, U_ij = g_ij / sqrt(max(Vhat_ij, eps1^2)) (torch mode; paper mode
+// has no clamp), needs no square root per element: with Vhat_ij = R_i C_j / mean(R),
+//   1 / sqrt(Vhat_ij) = a_i * b_j,   a_i = 1 / sqrt(R_i),   b_j = sqrt(mean(R) / C_j),
+// and the clamp becomes min(a_i b_j, 1 / eps1). a and b are formed in double and rounded once.
+// (Paper mode: a_i = 0 where R_i = 0 and b_j = 0 where C_j = 0, so U = 0 where Vhat = 0.)
+template <class T>
+struct FactoredRule {
+  T sign;   // -1 under maximize
+  T limit;  // torch mode: 1 / eps1; paper mode: +inf
+  inline T operator()(T g, T a, T b) const {
+    T s = a * b;
+    s = s > limit ? limit : s;  // NaN stays NaN, as torch's clamp
+    return (sign * g) * s;
+  }
+};
+
+// Pass 2 over one row: sum_j U_ij^2.
+template <class T>
+inline double row_update_sq(const FactoredRule<T>& rule, const T* __restrict__ g, T a, const T* __restrict__ b,
+                            int64_t n) {
+  double us[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const double u = static_cast<double>(rule(g[j + k], a, b[j + k]));
+      us[k] += u * u;
+    }
+  for (; j < n; ++j) {
+    const double u = static_cast<double>(rule(g[j], a, b[j]));
+    us[0] += u * u;
+  }
+  return lanes_total(us);
+}
+
 // U = sign * g / sqrt(Vhat) as each mode defines it.
 template <class T>
 struct UpdateRule {
@@ -132,29 +204,39 @@ struct UpdateRule {
   }
 };
 
-// Final elementwise update of theta (and of the first moment in paper mode).
+// Final elementwise update of theta (and of the first moment in paper mode):
+//   torch mode:  theta <- theta * (1 - lr wd) + (-alpha / denom) U    (wd = 0: the factor is 1, exact)
+//   paper mode:  step = (alpha / denom) U;  with b1: m <- b1 m + (1 - b1) step, step = m
+//                theta <- theta - alpha wd theta - step
+enum class ApplyMode { torch, paper, paper_momentum };
+
 template <class T>
-struct Apply {
-  bool paper;
-  T decay;  // torch: 1 - lr * wd (applied first); paper: alpha * wd (subtracted)
-  bool has_decay;
+struct ApplyScalars {
+  T decay;  // torch: 1 - lr * wd; paper: alpha * wd
   T scale;  // torch: -alpha / denom; paper: alpha / denom
   T b1;
-  T* m;  // paper mode first moment (or null)
-  inline void operator()(int64_t i, T& th, T u) const {
-    if (!paper) {
-      if (has_decay) th = th * decay;
-      th = th + scale * u;
-      return;
-    }
-    T step = scale * u;
-    if (m) {
-      m[i] = b1 * m[i] + (T(1) - b1) * step;
-      step = m[i];
-    }
-    th = th - decay * th - step;
-  }
 };
+
+template <ApplyMode Mode, class T>
+inline void apply_one(const ApplyScalars<T>& c, T& th, T* m, T u) {
+  if constexpr (Mode == ApplyMode::torch) {
+    th = th * c.decay + c.scale * u;
+  } else {
+    T step = c.scale * u;
+    if constexpr (Mode == ApplyMode::paper_momentum) {
+      *m = c.b1 * *m + (T(1) - c.b1) * step;
+      step = *m;
+    }
+    th = th - c.decay * th - step;
+  }
+}
+
+// Pass 3 over one row of a factored parameter (m: the row of the first moment, or null).
+template <ApplyMode Mode, class T>
+inline void row_apply(const FactoredRule<T>& rule, const ApplyScalars<T>& c, T* __restrict__ th,
+                      const T* __restrict__ g, T a, const T* __restrict__ b, T* __restrict__ m, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) apply_one<Mode>(c, th[j], m ? m + j : nullptr, rule(g[j], a, b[j]));
+}
 
 template <class T>
 void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& h, double eps1) {
@@ -205,18 +287,13 @@ void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& 
           parts[c].push_back(Part{b, std::vector<double>(n, 0.0)});
           col = parts[c].back().v.data();
         }
-        for (; r < end; ++r) {
-          const T* gr = g + r * n;
-          const T* tr = theta + r * n;
-          double rs = 0;
-          for (int64_t j = 0; j < n; ++j) {
-            const double x = static_cast<double>(gr[j]) * static_cast<double>(gr[j]);
-            rs += x;
-            col[j] += x;
-            ts += static_cast<double>(tr[j]) * static_cast<double>(tr[j]);
+        with_best_isa([&] {
+          for (; r < end; ++r) {
+            const RowStats rs = row_stats(g + r * n, theta + r * n, n, col);
+            rowsum[r] = rs.g_sq;
+            ts += rs.theta_sq;
           }
-          rowsum[r] = rs;
-        }
+        });
       }
       tsq[c] = ts;
     });
@@ -252,33 +329,45 @@ void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& 
     for (double s : tsq) theta_sq += s;
   }
 
-  const UpdateRule<T> rule{paper, static_cast<T>(eps1 * eps1), h.maximize ? T(-1) : T(1)};
-  const T* R = bf.row_var.data();
-  const T* C = bf.col_var.data();
+  const T sign = h.maximize ? T(-1) : T(1);
   const T* V = bf.variance.data();
-  // Runs fn(i, u_i) over all elements, chunk by chunk (each chunk's elements in order).
-  auto for_updates = [&](auto&& fn) {
-    if (st.factored) {
-      parallel_chunks(B * m, row_grain(n), [&](int c, int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t b = r / m;
-          const T Rr = R[r], db = den[b];
-          const T* Cb = C + b * n;
-          const T* gr = g + r * n;
-          for (int64_t j = 0; j < n; ++j) fn(c, r * n + j, rule(Rr * Cb[j] / db, gr[j]));
-        }
-      });
-    } else {
-      parallel_chunks(N, kGrain, [&](int c, int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) fn(c, i, rule(V[i], g[i]));
-      });
+  const UpdateRule<T> rule{paper, static_cast<T>(eps1 * eps1), sign};
+  // Factored: the row and column factors of 1 / sqrt(Vhat) (see FactoredRule).
+  const FactoredRule<T> frule{sign, paper || eps1 == 0 ? std::numeric_limits<T>::infinity() : static_cast<T>(1 / eps1)};
+  std::vector<T> ra, cb;
+  if (st.factored) {
+    const T* R = bf.row_var.data();
+    const T* C = bf.col_var.data();
+    ra.resize(B * m);
+    cb.resize(B * n);
+    for (int64_t r = 0; r < B * m; ++r) {
+      const double x = static_cast<double>(R[r]);
+      ra[r] = paper && x == 0 ? T(0) : static_cast<T>(1 / std::sqrt(x));
     }
-  };
+    for (int64_t k = 0; k < B * n; ++k) {
+      const double x = static_cast<double>(C[k]);
+      cb[k] = paper && x == 0 ? T(0) : static_cast<T>(std::sqrt(static_cast<double>(den[k / n]) / x));
+    }
+  }
+  const int64_t grain = st.factored ? row_grain(n) : kGrain;
+  const int64_t units = st.factored ? B * m : N;  // rows, or elements
 
   // Pass 2: RMS(U) for the update clipping.
-  const int chunks = st.factored ? chunk_count(B * m, row_grain(n)) : chunk_count(N, kGrain);
-  std::vector<double> usq(chunks, 0.0);
-  for_updates([&](int c, int64_t, T u) { usq[c] += static_cast<double>(u) * static_cast<double>(u); });
+  std::vector<double> usq(chunk_count(units, grain), 0.0);
+  parallel_chunks(units, grain, [&](int c, int64_t u0, int64_t u1) {
+    with_best_isa([&] {
+      double s = 0;
+      if (st.factored) {
+        for (int64_t r = u0; r < u1; ++r) s += row_update_sq(frule, g + r * n, ra[r], cb.data() + (r / m) * n, n);
+      } else {
+        for (int64_t i = u0; i < u1; ++i) {
+          const double u = static_cast<double>(rule(V[i], g[i]));
+          s += u * u;
+        }
+      }
+      usq[c] = s;
+    });
+  });
   double u_sq = 0;
   for (double s : usq) u_sq += s;
 
@@ -290,19 +379,33 @@ void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& 
   const double denom = std::max(1.0, std::sqrt(u_sq) / (sqrt_n * h.d));
 
   // Pass 3: the update.
-  Apply<T> ap{};
-  ap.paper = paper;
+  ApplyScalars<T> ac{};
   if (paper) {
-    ap.decay = static_cast<T>(alpha * h.weight_decay);
-    ap.scale = static_cast<T>(alpha / denom);
-    ap.b1 = static_cast<T>(h.beta1);
-    ap.m = use_m ? bf.exp_avg.data() : nullptr;
+    ac.decay = static_cast<T>(alpha * h.weight_decay);
+    ac.scale = static_cast<T>(alpha / denom);
+    ac.b1 = static_cast<T>(h.beta1);
   } else {
-    ap.has_decay = h.weight_decay != 0;
-    ap.decay = static_cast<T>(1 - h.lr * h.weight_decay);
-    ap.scale = static_cast<T>(-alpha / denom);
+    ac.decay = static_cast<T>(1 - h.lr * h.weight_decay);
+    ac.scale = static_cast<T>(-alpha / denom);
   }
-  for_updates([&](int, int64_t i, T u) { ap(i, theta[i], u); });
+  T* mom = use_m ? bf.exp_avg.data() : nullptr;
+  auto pass3 = [&](auto mode) {
+    constexpr ApplyMode M = decltype(mode)::value;
+    parallel_chunks(units, grain, [&](int, int64_t u0, int64_t u1) {
+      with_best_isa([&] {
+        if (st.factored) {
+          for (int64_t r = u0; r < u1; ++r)
+            row_apply<M>(frule, ac, theta + r * n, g + r * n, ra[r], cb.data() + (r / m) * n,
+                         mom ? mom + r * n : nullptr, n);
+        } else {
+          for (int64_t i = u0; i < u1; ++i) apply_one<M>(ac, theta[i], mom ? mom + i : nullptr, rule(V[i], g[i]));
+        }
+      });
+    });
+  };
+  if (!paper) pass3(std::integral_constant<ApplyMode, ApplyMode::torch>{});
+  else if (!use_m) pass3(std::integral_constant<ApplyMode, ApplyMode::paper>{});
+  else pass3(std::integral_constant<ApplyMode, ApplyMode::paper_momentum>{});
   st.step += 1;
 }
 

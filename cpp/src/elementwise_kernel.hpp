@@ -10,27 +10,9 @@
 #include <string>
 
 #include "adapprox/elementwise.hpp"
+#include "isa.hpp"
 
 namespace adapprox {
-
-// On x86-64 (GCC) each kernel is also compiled, whole (flatten), for x86-64-v4 (AVX-512) and
-// x86-64-v3 (AVX2), picked at run time from what the CPU has. Contraction into FMA stays off, so
-// every version rounds exactly like the baseline one: results do not depend on the CPU.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define ADAPPROX_ISA_CLONES 1
-#define ADAPPROX_ISA(arch) __attribute__((target("arch=" arch), optimize("fp-contract=off"), flatten))
-inline int cpu_level() {  // 4: AVX-512 (F, BW, DQ, VL), 3: AVX2 + FMA, 0: baseline
-  static const int level = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-      return 4;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 3;
-    return 0;
-  }();
-  return level;
-}
-#endif
 
 template <class Kernel>
 class KernelAlgorithm : public ElementwiseAlgorithm {
@@ -45,27 +27,11 @@ class KernelAlgorithm : public ElementwiseAlgorithm {
   }
 
  private:
+  // Each kernel is compiled for x86-64-v4 and v3 as well, picked at run time (isa.hpp).
   template <class T>
   static void dispatch(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) {
-#ifdef ADAPPROX_ISA_CLONES
-    const int level = cpu_level();
-    if (level == 4) return run_v4(h, st, n, p, g, bufs);
-    if (level == 3) return run_v3(h, st, n, p, g, bufs);
-#endif
-    Kernel{}(h, st, n, p, g, bufs);
+    with_best_isa([&] { Kernel{}(h, st, n, p, g, bufs); });
   }
-#ifdef ADAPPROX_ISA_CLONES
-  template <class T>
-  ADAPPROX_ISA("x86-64-v4")
-  static void run_v4(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) {
-    Kernel{}(h, st, n, p, g, bufs);
-  }
-  template <class T>
-  ADAPPROX_ISA("x86-64-v3")
-  static void run_v3(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) {
-    Kernel{}(h, st, n, p, g, bufs);
-  }
-#endif
 };
 
 // Range checks that name the hyperparameter, for validate().
