@@ -122,12 +122,19 @@ class EmaOperator final : public detail::Operator<float> {
     const int64_t chunks = std::min<int64_t>(chunk_count(m_, tile), budget);
     if (chunks >= std::min<int64_t>(4, chunk_count(m_, tile))) {
       // Tall or small G: split over rows, one n x c partial sum per chunk, added in chunk order.
+      // Few columns: row kernels into a c x n partial (squares on the fly); else Eigen's GEMM.
       const int64_t rows_per = (m_ + chunks - 1) / chunks;
-      std::vector<MatF> part(chunks, MatF::Zero(n_, c));
+      const bool rows_kernel = c < kGemmCols;
+      std::vector<MatF> part(chunks, rows_kernel ? MatF::Zero(c, n_) : MatF::Zero(n_, c));
       parallel_chunks(chunks, 1, [&](int, int64_t b, int64_t e) {
         MatF sq;
         for (int64_t ch = b; ch < e; ++ch) {
           const int64_t r1 = std::min(m_, (ch + 1) * rows_per);
+          if (rows_kernel) {
+            for (int64_t i = ch * rows_per; i < r1; ++i)
+              kernels::row_axpys_sq(g_ + i * n_, ys.data() + i * c, c, n_, part[ch].data());
+            continue;
+          }
           for (int64_t t0 = ch * rows_per; t0 < r1; t0 += tile) {
             const int64_t len = std::min(tile, r1 - t0);
             square_tile(t0, len, sq);
@@ -135,8 +142,9 @@ class EmaOperator final : public detail::Operator<float> {
           }
         }
       });
-      z = std::move(part[0]);
-      for (int64_t ch = 1; ch < chunks; ++ch) z += part[ch];
+      for (int64_t ch = 1; ch < chunks; ++ch) part[0] += part[ch];
+      if (rows_kernel) z = part[0].transpose();
+      else z = std::move(part[0]);
     } else {
       // Wide G: split over columns; chunk [c0, c1) owns its slice of z, accumulated over all rows.
       MatF zt = MatF::Zero(c, n_);

@@ -56,6 +56,15 @@ ADAPPROX_CLONES void row_axpys(const float* __restrict s, const float* __restric
   }
 }
 
+ADAPPROX_CLONES void row_axpys_sq(const float* __restrict g, const float* __restrict y, int cols, int64_t n,
+                                  float* __restrict zt) {
+  for (int c = 0; c < cols; ++c) {
+    float* z = zt + c * n;
+    const float a = y[c];
+    for (int64_t j = 0; j < n; ++j) z[j] += a * (g[j] * g[j]);
+  }
+}
+
 ADAPPROX_CLONES double den_row(const float* __restrict q, const float* __restrict ut, int k,
                                const float* __restrict sq, int64_t n, float b2, float* __restrict den) {
   for (int64_t j = 0; j < n; ++j) den[j] = 0.0f;

@@ -1,5 +1,5 @@
 // Internal: the hot loops of an Adapprox step, one matrix row at a time. Written as plain loops
-// the compiler vectorises; on x86-64 each is also compiled for x86-64-v3 (AVX2 + FMA) and the
+// the compiler vectorises; on x86-64 each is also compiled for x86-64-v4 (AVX-512) and x86-64-v3 (AVX2 + FMA) and the
 // right version is picked at load time, so a default build runs on any x86-64 CPU.
 #pragma once
 #include <cstdint>
@@ -12,6 +12,8 @@ double square_row(const float* __restrict g, int64_t n, float* __restrict sq);
 void row_dots(const float* __restrict s, const float* __restrict xt, int64_t n, int cols, float* __restrict y);
 // zt[c * n + j] += y[c] * s[j], c < cols
 void row_axpys(const float* __restrict s, const float* __restrict y, int cols, int64_t n, float* __restrict zt);
+// zt[c * n + j] += y[c] * g[j]^2, c < cols (row_axpys with the squaring done on the fly)
+void row_axpys_sq(const float* __restrict g, const float* __restrict y, int cols, int64_t n, float* __restrict zt);
 // r[j] = sum_k q[k] ut[k * n + j] (k may be 0); den[j] = b2 * |r[j]| + (1 - b2) * sq[j].
 // Returns sum_j (b2 r[j] + (1 - b2) sq[j])^2: this row's share of ||V||_F^2.
 double den_row(const float* __restrict q, const float* __restrict ut, int k, const float* __restrict sq, int64_t n,
