@@ -64,13 +64,13 @@ def test_first_step_is_the_normalised_gradient():
     assert torch.allclose(p.detach(), -2.0 * p.grad / np.sqrt(25.01), rtol=1e-14)
 
 
-def test_torch_and_numpy_fronts_agree_bitwise():
+@pytest.mark.parametrize("name, kw", [("FullMatrixAdagrad", dict(weight_decay=0.01)), ("AdaGram", dict(rank=3))])
+def test_torch_and_numpy_fronts_agree_bitwise(name, kw):  # AdaGram's too: the same native step
     rng = np.random.default_rng(2)
     w = rng.standard_normal((4, 5)).astype(np.float32)
     p = torch.from_numpy(w.copy()).requires_grad_()
-    a = anp.FullMatrixAdagrad([w], lr=0.1, weight_decay=0.01)
-    b = at.FullMatrixAdagrad([p], lr=0.1, weight_decay=0.01)
-    for _ in range(5):
+    a, b = getattr(anp, name)([w], **kw), getattr(at, name)([p], **kw)
+    for _ in range(6):
         g = rng.standard_normal(w.shape).astype(np.float32)
         a.step([g])
         p.grad = torch.from_numpy(g.copy())
@@ -93,8 +93,9 @@ def test_size_limit_is_a_clear_error_and_changes_nothing():
 
 @pytest.mark.parametrize("kw, match", [(dict(eps=0.0), "eps"), (dict(lr=-1.0), "lr"), (dict(lr_decay=-1.0), "lr_decay"),
                                        (dict(weight_decay=-0.1), "weight_decay")])
-def test_bad_hyperparameters_are_named(kw, match):
+@pytest.mark.parametrize("cls", [at.FullMatrixAdagrad, at.AdaGram, anp.FullMatrixAdagrad, anp.AdaGram],
+                         ids=["torch", "torch-AdaGram", "numpy", "numpy-AdaGram"])
+def test_bad_hyperparameters_are_named(kw, match, cls):  # shared by AdaGram (gram.hpp)
+    param = torch.zeros(2, requires_grad=True) if cls.__module__.startswith("adapprox.torch") else np.zeros(2)
     with pytest.raises(ValueError, match=match):
-        at.FullMatrixAdagrad([torch.zeros(2, requires_grad=True)], **kw)
-    with pytest.raises(ValueError, match=match):
-        anp.FullMatrixAdagrad([np.zeros(2)], **kw)
+        cls([param], **kw)

@@ -14,12 +14,6 @@ void validate(const AdagramHyper& h) {
   if (h.rank < 1) throw Error(ErrorKind::value, "rank must be >= 1, got " + std::to_string(h.rank));
 }
 
-int64_t AdagramState::numel() const {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
-}
-
 void AdagramState::check() const {
   const std::string who = "state for parameter of shape " + shape_str(shape) + ": ";
   if (step < 0) throw Error(ErrorKind::state, who + "step must be >= 0");

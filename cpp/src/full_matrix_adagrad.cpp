@@ -7,12 +7,6 @@
 
 namespace adapprox {
 
-int64_t FullMatrixAdagradState::numel() const {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
-}
-
 void FullMatrixAdagradState::check() const {
   const std::string who = "state for parameter of shape " + shape_str(shape) + ": ";
   if (step < 0) throw Error(ErrorKind::state, who + "step must be >= 0");

@@ -16,4 +16,10 @@ void validate(const GramHyper& h) {
   if (!(h.eps > 0 && h.eps < 1e300)) bad("eps must be > 0 and finite", h.eps);
 }
 
+int64_t flat_size(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
 }  // namespace adapprox

@@ -83,6 +83,15 @@ std::string keys_of(const Hyper& h) {
   return s;
 }
 
+// `given` over `defaults`; a key `defaults` lacks is a spec error naming the optimizer.
+Hyper over_defaults(Hyper h, const Hyper& given, const std::string& name) {
+  for (const auto& [k, v] : given) {
+    if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for " + name + "; known: " + keys_of(h));
+    h[k] = v;
+  }
+  return h;
+}
+
 // Shared plumbing: per-parameter states created at the first step, fixed parameter list.
 template <class State>
 class StatefulOptimizer : public Optimizer {
@@ -192,14 +201,7 @@ class AdapproxOptimizer final : public StatefulOptimizer<AdapproxState> {
   }
 
  private:
-  static Hyper complete(const Hyper& given) {
-    Hyper h = defaults();
-    for (const auto& [k, v] : given) {
-      if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for adapprox; known: " + keys_of(h));
-      h[k] = v;
-    }
-    return h;
-  }
+  static Hyper complete(const Hyper& given) { return over_defaults(defaults(), given, "adapprox"); }
   static AdapproxHyper to_native(const Hyper& h, double lr) {
     AdapproxHyper a;
     a.lr = lr >= 0 ? lr : h.at("lr");
@@ -260,11 +262,7 @@ class AdafactorOptimizer final : public StatefulOptimizer<AdafactorState> {
 
  private:
   static Hyper complete(const Hyper& given) {
-    Hyper h = defaults();
-    for (const auto& [k, v] : given) {
-      if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for adafactor; known: " + keys_of(h));
-      h[k] = v;
-    }
+    Hyper h = over_defaults(defaults(), given, "adafactor");
     if (given.count("eps1") && !given.count("eps1_auto")) h["eps1_auto"] = 0;
     if (h["mode"] == 1 && !given.count("eps1") && !given.count("eps1_auto")) {
       h["eps1"] = 1e-30;  // the paper's eps1 (Python's mode="paper" with eps=(None, .))
@@ -342,14 +340,7 @@ class GramOptimizer final : public StatefulOptimizer<State> {
   }
 
  private:
-  static Hyper complete(const std::string& name, const Hyper& given) {
-    Hyper h = defaults();
-    for (const auto& [k, v] : given) {
-      if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for " + name + "; known: " + keys_of(h));
-      h[k] = v;
-    }
-    return h;
-  }
+  static Hyper complete(const std::string& name, const Hyper& given) { return over_defaults(defaults(), given, name); }
   static Native to_native(const Hyper& h, double lr) {
     Native a;
     a.lr = lr >= 0 ? lr : h.at("lr");

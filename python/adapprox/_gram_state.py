@@ -39,6 +39,17 @@ def spec_hyper(h: dict) -> dict:
     return {k: float(v) for k, v in native_hyper(h).items()}
 
 
+def step(name: str, states, params, grads, h: dict):
+    """One native group step of optimizer `name` ("adagram" or "fullmatrixadagrad")."""
+    fn = _core.adagram_step if name == "adagram" else _core.full_matrix_adagrad_step
+    return fn(states, params, grads, native_hyper(h))
+
+
+def describe(native) -> dict:
+    """memory_report's extra fields: AdaGram's current rank k."""
+    return dict(rank=native.rank) if isinstance(native, _core.AdagramState) else {}
+
+
 def export_state(native) -> dict:
     """{'step': int, 'sum' (n, n) | 'factor_p', 'factor_q' (n, k)}: float64 NumPy copies."""
     out = {"step": int(native.step)}

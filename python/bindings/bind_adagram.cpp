@@ -5,8 +5,7 @@
 
 #include "adapprox/adagram.hpp"
 #include "binders.hpp"
-#include "gram_hyper.hpp"
-#include "group_import.hpp"
+#include "gram_bindings.hpp"
 #include "numpy_buffers.hpp"
 
 namespace py = pybind11;
@@ -22,17 +21,7 @@ AdagramHyper hyper_from(const py::dict& d) {
 }
 
 py::list step_py(const py::list& states, const py::list& params, const py::list& grads, const py::dict& hyper) {
-  const AdagramHyper h = hyper_from(hyper);
-  validate(h);
-  auto g = bindings::import_group<AdagramState>(states, params, grads,
-                                                [](const TensorRef& p) { return AdagramState(p.shape); });
-  std::vector<AdagramSlot> slots;
-  for (size_t i = 0; i < g.states.size(); ++i) slots.push_back(AdagramSlot{g.states[i], g.params[i], g.grads[i]});
-  {
-    py::gil_scoped_release nogil;
-    adagram_step(slots, h);
-  }
-  return g.used;
+  return bindings::gram_group_step<AdagramState, AdagramSlot>(states, params, grads, hyper_from(hyper), adagram_step);
 }
 
 void bind_adagram(py::module_& m) {

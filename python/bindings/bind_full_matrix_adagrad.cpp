@@ -5,8 +5,7 @@
 
 #include "adapprox/full_matrix_adagrad.hpp"
 #include "binders.hpp"
-#include "gram_hyper.hpp"
-#include "group_import.hpp"
+#include "gram_bindings.hpp"
 #include "numpy_buffers.hpp"
 
 namespace py = pybind11;
@@ -21,17 +20,7 @@ GramHyper hyper_from(const py::dict& d) {
 }
 
 py::list step_py(const py::list& states, const py::list& params, const py::list& grads, const py::dict& hyper) {
-  const GramHyper h = hyper_from(hyper);
-  validate(h);
-  auto g = bindings::import_group<FullMatrixAdagradState>(states, params, grads,
-                                                          [](const TensorRef& p) { return FullMatrixAdagradState(p.shape); });
-  std::vector<FullMatrixAdagradSlot> slots;
-  for (size_t i = 0; i < g.states.size(); ++i) slots.push_back(FullMatrixAdagradSlot{g.states[i], g.params[i], g.grads[i]});
-  {
-    py::gil_scoped_release nogil;
-    full_matrix_adagrad_step(slots, h);
-  }
-  return g.used;
+  return bindings::gram_group_step<FullMatrixAdagradState, FullMatrixAdagradSlot>(states, params, grads, hyper_from(hyper), full_matrix_adagrad_step);
 }
 
 void bind_full_matrix_adagrad(py::module_& m) {

@@ -42,7 +42,7 @@ struct AdagramState {
 
   AdagramState() = default;
   explicit AdagramState(std::vector<int64_t> shape) : shape(std::move(shape)) {}
-  int64_t numel() const;
+  int64_t numel() const { return flat_size(shape); }
   int64_t state_bytes() const { return static_cast<int64_t>((p.size() + q.size()) * sizeof(double)); }
   void check() const;  // throws Error(state)
 };

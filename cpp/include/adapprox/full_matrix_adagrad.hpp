@@ -25,7 +25,7 @@ struct FullMatrixAdagradState {
 
   FullMatrixAdagradState() = default;
   explicit FullMatrixAdagradState(std::vector<int64_t> shape) : shape(std::move(shape)) {}
-  int64_t numel() const;
+  int64_t numel() const { return flat_size(shape); }
   int64_t state_bytes() const { return static_cast<int64_t>(sum.size() * sizeof(double)); }
   // Throws Error(state) if the buffer does not fit the shape (used after loading).
   void check() const;

@@ -13,6 +13,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "adapprox/tensor.hpp"
 
@@ -28,5 +29,8 @@ struct GramHyper {
 
 // Throws Error(value) naming the hyperparameter out of range.
 void validate(const GramHyper& h);
+
+// n, the number of elements of a parameter of this shape (1 for a scalar).
+int64_t flat_size(const std::vector<int64_t>& shape);
 
 }  // namespace adapprox

@@ -1,14 +1,10 @@
 """adapprox.numpy.AdaGram: low-rank full-matrix AdaGrad on NumPy arrays, in place."""
 from __future__ import annotations
 
-import numpy as np
-
-from .. import _core
-from .. import _gram_state as S
-from ._native import NativeOptimizer
+from ._gram import GramOptimizer
 
 
-class AdaGram(NativeOptimizer):
+class AdaGram(GramOptimizer):
     """AdaGram over NumPy arrays: same math and defaults as :class:`adapprox.torch.AdaGram`
     (``p -= clr * L_t^-1 g`` with ``L_t^-1 = (I - P Q^T) / sqrt(eps)`` kept at rank ``rank``).
     ``step(grads)`` updates the arrays **in place**; ``None`` skips one.
@@ -21,27 +17,8 @@ class AdaGram(NativeOptimizer):
     True
     """
 
+    algorithm = "adagram"
+
     def __init__(self, params, lr=1e-1, rank=1, lr_decay=0.0, weight_decay=0.0, eps=1e-2, *, maximize=False):
         super().__init__(params, dict(lr=lr, rank=rank, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
                                       maximize=maximize))
-
-    def _check(self, hyper):
-        S.check_hyper(hyper)
-
-    def _native_step(self, states, params, grads, indices):
-        return _core.adagram_step(states, params, grads, S.native_hyper(self.hyper))
-
-    def _export(self, native):
-        return S.export_state(native)
-
-    def _import(self, param, saved):
-        return S.import_state("adagram", np.shape(param), saved)
-
-    def _algorithm_name(self):
-        return "adagram"
-
-    def _spec_hyper(self, hyper):
-        return S.spec_hyper(hyper)
-
-    def _describe(self, param, native):
-        return dict(rank=native.rank if native is not None else 0)

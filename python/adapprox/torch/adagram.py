@@ -1,12 +1,10 @@
 """adapprox.torch.AdaGram: low-rank full-matrix AdaGrad (Matveeva, Katrutsa, Frolov 2025) over the native step."""
 from __future__ import annotations
 
-from .. import _core
-from .. import _gram_state as S
-from ._native import NativeOptimizer
+from ._gram import GramOptimizer
 
 
-class AdaGram(NativeOptimizer):
+class AdaGram(GramOptimizer):
     r"""AdaGram: full-matrix AdaGrad through a factor of G kept low-rank (arXiv 2508.21106).
 
     Per parameter, flattened to ``n`` elements, ``G_t = eps I + sum g g^T`` is never formed: the
@@ -32,27 +30,8 @@ class AdaGram(NativeOptimizer):
     (bf16/fp16 parameters are stepped as float32 copies and rounded once). CPU only.
     """
 
+    algorithm = "adagram"
+
     def __init__(self, params, lr=1e-1, rank=1, lr_decay=0.0, weight_decay=0.0, eps=1e-2, *, maximize=False):
         defaults = dict(lr=lr, rank=rank, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize)
-        S.check_hyper(defaults)
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            S.check_hyper(group)
-
-    def _native_step(self, states, params, grads, indices, group):
-        return _core.adagram_step(states, params, grads, S.native_hyper(group))
-
-    def _export(self, native):
-        return S.export_state(native)
-
-    def _import(self, param, saved):
-        return S.import_state("adagram", param.shape, saved)
-
-    def _algorithm_name(self):
-        return "adagram"
-
-    def _spec_hyper(self, group):
-        return S.spec_hyper(group)
-
-    def _describe(self, param, native):
-        return dict(rank=native.rank if native is not None else 0)

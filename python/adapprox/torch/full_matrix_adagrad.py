@@ -1,12 +1,10 @@
 """adapprox.torch.FullMatrixAdagrad: full-matrix AdaGrad (exact G^-1/2 g) over the native step."""
 from __future__ import annotations
 
-from .. import _core
-from .. import _gram_state as S
-from ._native import NativeOptimizer
+from ._gram import GramOptimizer
 
 
-class FullMatrixAdagrad(NativeOptimizer):
+class FullMatrixAdagrad(GramOptimizer):
     r"""Full-matrix AdaGrad (Duchi, Hazan and Singer 2011), exact, for small parameters.
 
     Per parameter, flattened to a vector of ``n`` elements, at step ``t`` (1, 2, ...)::
@@ -29,24 +27,8 @@ class FullMatrixAdagrad(NativeOptimizer):
     side by side on the native thread pool. CPU only.
     """
 
+    algorithm = "fullmatrixadagrad"
+
     def __init__(self, params, lr=1e-1, lr_decay=0.0, weight_decay=0.0, eps=1e-10, *, maximize=False):
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize)
-        S.check_hyper(defaults)
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            S.check_hyper(group)
-
-    def _native_step(self, states, params, grads, indices, group):
-        return _core.full_matrix_adagrad_step(states, params, grads, S.native_hyper(group))
-
-    def _export(self, native):
-        return S.export_state(native)
-
-    def _import(self, param, saved):
-        return S.import_state("fullmatrixadagrad", param.shape, saved)
-
-    def _algorithm_name(self):
-        return "fullmatrixadagrad"
-
-    def _spec_hyper(self, group):
-        return S.spec_hyper(group)
