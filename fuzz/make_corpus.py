@@ -59,6 +59,8 @@ def states() -> dict[str, bytes]:
                   rng.standard_normal(5).astype(np.float32), np.zeros(3, np.float32)]
         if name == "adapprox":
             params[1] = params[1].astype(np.float32)  # Adapprox state is float32 for every dtype
+        if name == "fullmatrixadagrad":  # n x n state: smaller tensors keep the seed under 8 KB
+            params[:2] = [params[0][:3, :3].copy(), params[1][:, :2, :2].copy()]
         opt = make(params)
         for _ in range(2):
             opt.step([rng.standard_normal(p.shape).astype(p.dtype) for p in params[:3]] + [None])

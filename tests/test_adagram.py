@@ -168,3 +168,25 @@ def test_full_matrix_reference_is_consistent_with_the_dense_factor():
     full, dense = DenseFullMatrixAdagrad(n, eps=eps), DenseAdagramFactor(n, eps)
     for g in gradients(n, 8):
         assert np.linalg.norm(dense.direction(g)) == pytest.approx(np.linalg.norm(full.direction(g, np.zeros(n))))
+
+
+@pytest.mark.parametrize("name", ["AdaGram", "FullMatrixAdagrad"])
+def test_results_do_not_depend_on_thread_count(name):
+    import adapprox
+    rng = np.random.default_rng(4)
+    shapes = [(30, 20), (3, 5, 4), (50,), (), (7,)]
+    gs = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(5)]
+    outs = []
+    before = adapprox.num_threads()
+    try:
+        for threads in (1, 3):
+            adapprox.set_num_threads(threads)
+            ws = [np.array(np.ones(s, np.float32) * 0.5) for s in shapes]
+            opt = getattr(anp, name)(ws, **({"rank": 3} if name == "AdaGram" else {}))
+            for g in gs:
+                opt.step([np.array(x) for x in g])
+            outs.append(ws)
+    finally:
+        adapprox.set_num_threads(before)
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
