@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "gram_driver.hpp"
 
@@ -29,12 +30,63 @@ namespace {
 using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Vec = Eigen::VectorXd;
 
+using CMat = Eigen::MatrixXd;  // column-major: what Eigen's Householder QR is fast on
+
 // Thin QR of an n x k matrix (n >= k): A = Q R with Q n x k orthonormal, R k x k upper triangular.
-void thin_qr(const Mat& A, Mat& Q, Mat& R) {
-  Eigen::HouseholderQR<Mat> qr(A);
+void householder_qr(const CMat& A, CMat& Q, CMat& R) {
+  Eigen::HouseholderQR<CMat> qr(A);
   const Eigen::Index n = A.rows(), k = A.cols();
-  Q = qr.householderQ() * Mat::Identity(n, k);
+  Q = qr.householderQ() * CMat::Identity(n, k);
   R = qr.matrixQR().topRows(k).triangularView<Eigen::Upper>();
+}
+
+constexpr Eigen::Index kQrBlock = 8192;  // rows per block of the tall-skinny QR
+
+// The same factorization as a tall-skinny QR: row blocks of at least max(kQrBlock, 2k) rows are
+// factored side by side on the pool (A_b = Q_b R_b), then the stacked R_b once more
+// ([R_1; ...; R_B] = Qs R), and Q's block b is Q_b Qs_b. The blocks depend on n and k only,
+// so the result does not depend on the thread count.
+void thin_qr(const CMat& A, CMat& Q, CMat& R) {
+  const Eigen::Index n = A.rows(), k = A.cols();
+  const Eigen::Index block = std::max<Eigen::Index>(kQrBlock, 2 * k), blocks = n / block;
+  if (blocks < 2) return householder_qr(A, Q, R);
+  auto rows = [&](Eigen::Index b) { return b + 1 < blocks ? block : n - b * block; };  // the last takes the rest
+  std::vector<CMat> Qb(blocks);
+  CMat stacked(blocks * k, k), Qs, Rb;
+  parallel_chunks(blocks, 1, [&](int, int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      CMat Rlocal;
+      householder_qr(A.middleRows(b * block, rows(b)), Qb[b], Rlocal);
+      stacked.middleRows(b * k, k) = Rlocal;
+    }
+  });
+  householder_qr(stacked, Qs, R);
+  Q.resize(n, k);
+  parallel_chunks(blocks, 1, [&](int, int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) Q.middleRows(b * block, rows(b)).noalias() = Qb[b] * Qs.middleRows(b * k, k);
+  });
+}
+
+// A B for a tall A (n x k) and a small B, row block by row block on the pool.
+CMat tall_times(const CMat& A, const CMat& B) {
+  CMat out(A.rows(), B.cols());
+  parallel_chunks(A.rows(), kQrBlock, [&](int, int64_t r0, int64_t r1) {
+    out.middleRows(r0, r1 - r0).noalias() = A.middleRows(r0, r1 - r0) * B;
+  });
+  return out;
+}
+
+// A^T A for a tall A: per-block partial sums, added in block order (the blocks depend on the
+// shape only).
+CMat tall_gram(const CMat& A) {
+  const Eigen::Index k = A.cols();
+  std::vector<CMat> part(chunk_count(A.rows(), kQrBlock), CMat::Zero(k, k));
+  parallel_chunks(A.rows(), kQrBlock, [&](int c, int64_t r0, int64_t r1) {
+    part[c].noalias() = A.middleRows(r0, r1 - r0).transpose() * A.middleRows(r0, r1 - r0);
+  });
+  CMat sum = CMat::Zero(k, k);
+  for (const CMat& p : part) sum += p;
+  return sum;
 }
 
 // One projector-splitting (KSL) step of rank r from W_0 = P Q^T with the increment dA = p q^T:
@@ -43,19 +95,28 @@ void thin_qr(const Mat& A, Mat& Q, Mat& R) {
 //   S-step: Stilde = Shat - U1^T dA V0          (backward in time)
 //   L-step: L = V0 Stilde^T + dA^T U1 = V1 S1^T (QR)
 //   W_1 = U1 S1 V1^T, stored as P = U1 S1, Q = V1.
-void ksl(Mat& P, Mat& Q, const Vec& p, const Vec& q) {
-  Mat V0, R, U1, Shat, V1, S1t;
-  thin_qr(Q, V0, R);
+// Q is orthonormal already after every KSL step (it is the last V1): the first QR is then skipped
+// (V0 = Q, R = I), and only taken after the exact growth phase or a load.
+void ksl(CMat& P, CMat& Q, const Vec& p, const Vec& q) {
+  CMat V0, R, U1, Shat, V1, S1t;
+  const Eigen::Index k = Q.cols();
+  const CMat gram = tall_gram(Q);
+  if ((gram - CMat::Identity(k, k)).cwiseAbs().maxCoeff() <= 1e-13) {
+    V0 = Q;
+    R = CMat::Identity(k, k);
+  } else {
+    thin_qr(Q, V0, R);
+  }
   const Vec c = V0.transpose() * q;  // dA V0 = p c^T
-  Mat K = P * R.transpose();
+  CMat K = tall_times(P, R.transpose());
   K.noalias() += p * c.transpose();
   thin_qr(K, U1, Shat);
   const Vec u = U1.transpose() * p;  // U1^T dA = u q^T
-  const Mat St = Shat - u * c.transpose();
-  Mat L = V0 * St.transpose();
+  const CMat St = Shat - u * c.transpose();
+  CMat L = tall_times(V0, St.transpose());
   L.noalias() += q * u.transpose();
   thin_qr(L, V1, S1t);
-  P = U1 * S1t.transpose();
+  P = tall_times(U1, S1t.transpose());
   Q = V1;
 }
 
@@ -80,9 +141,10 @@ void direction(AdagramState& st, const double* g, double* d, const AdagramHyper&
     Qm.leftCols(k) = Q;
     Qm.col(k) = qn;
   } else {
-    Pm = P;
-    Qm = Q;
-    ksl(Pm, Qm, pn, qn);
+    CMat Pc = P, Qc = Q;
+    ksl(Pc, Qc, pn, qn);
+    Pm = Pc;
+    Qm = Qc;
   }
   st.rank = static_cast<int>(Pm.cols());
   st.p.assign(Pm.data(), Pm.data() + Pm.size());
