@@ -55,8 +55,8 @@ void step_one(State& st, TensorRef& param, const TensorRef& grad, const GramHype
 }
 
 // Validates every slot (check(slot, index) throws Error naming params[index]), refuses shared
-// states, then steps the parameters side by side, each on one thread (so results do not depend
-// on the thread count).
+// states, then steps the parameters side by side on the pool (a direction may split its own work
+// further, by shape only: results do not depend on the thread count).
 template <class Slot, class Check, class Direction>
 void run(std::vector<Slot>& slots, const GramHyper& h, Check check, Direction direction) {
   validate(h);

@@ -55,7 +55,8 @@ struct AdagramSlot {
 
 // One step over many parameters, validated completely before anything is written (a state
 // holding more than min(rank, n) columns, e.g. loaded from a higher-rank run, is refused);
-// parameters run side by side on the thread pool.
+// parameters run side by side on the thread pool, and the KSL step of one with >= 16384 elements
+// by row blocks as well (a split by shape only: results do not depend on the thread count).
 void adagram_step(std::vector<AdagramSlot>& slots, const AdagramHyper& h);
 
 }  // namespace adapprox
