@@ -10,6 +10,7 @@ import torch
 
 import adapprox.numpy as anp
 import adapprox.torch as at
+from conftest import native_threads
 from reference import DenseAdagramFactor, DenseFullMatrixAdagrad, LowRankAdagram, gram_gradient
 
 
@@ -172,22 +173,17 @@ def test_full_matrix_reference_is_consistent_with_the_dense_factor():
 
 @pytest.mark.parametrize("name", ["AdaGram", "FullMatrixAdagrad"])
 def test_results_do_not_depend_on_thread_count(name):
-    import adapprox
     rng = np.random.default_rng(4)
     shapes = [(30, 20), (3, 5, 4), (50,), (), (7,)]
     gs = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(5)]
     outs = []
-    before = adapprox.num_threads()
-    try:
-        for threads in (1, 3):
-            adapprox.set_num_threads(threads)
+    for threads in (1, 3):
+        with native_threads(threads):
             ws = [np.array(np.ones(s, np.float32) * 0.5) for s in shapes]
             opt = getattr(anp, name)(ws, **({"rank": 3} if name == "AdaGram" else {}))
             for g in gs:
                 opt.step([np.array(x) for x in g])
             outs.append(ws)
-    finally:
-        adapprox.set_num_threads(before)
     for a, b in zip(*outs):
         assert np.array_equal(a, b)
 
@@ -195,18 +191,15 @@ def test_results_do_not_depend_on_thread_count(name):
 def test_large_parameter_takes_the_blocked_path_exactly_and_thread_independently():
     """n = 20000 >= 2 x 8192 rows: the KSL's QRs run as tall-skinny QRs over row blocks and its
     products by row blocks on the pool; still the reference's numbers, with 1 thread or 3."""
-    import adapprox
     n, rank, eps, lr = 20000, 3, 1e-2, 0.1
     rng = np.random.default_rng(7)
     base = rng.standard_normal((4, n))  # gradients in a few shared directions, plus noise
     grads = [rng.standard_normal(4) @ base + 0.1 * rng.standard_normal(n) for _ in range(6)]
     ref = LowRankAdagram(n, eps, rank)
     expected = [ref.direction(g) for g in grads]
-    before = adapprox.num_threads()
     finals = []
-    try:
-        for threads in (1, 3):
-            adapprox.set_num_threads(threads)
+    for threads in (1, 3):
+        with native_threads(threads):
             w = np.zeros(n)
             opt = anp.AdaGram([w], lr=lr, rank=rank, eps=eps)
             for t, (g, d) in enumerate(zip(grads, expected)):
@@ -214,6 +207,4 @@ def test_large_parameter_takes_the_blocked_path_exactly_and_thread_independently
                 opt.step([g])
                 np.testing.assert_allclose((prev - w) / lr, d, rtol=1e-8, atol=1e-12, err_msg=f"step {t + 1}")
             finals.append(w)
-    finally:
-        adapprox.set_num_threads(before)
     assert np.array_equal(finals[0], finals[1])
