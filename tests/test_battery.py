@@ -127,11 +127,14 @@ ROWS = [
     # AdaGram: directions outside its rank-r term are preconditioned by 1/sqrt(eps) (an SGD step
     # of lr / sqrt(eps) once |g|^2 << eps), so eps is set on the problem's gradient scale.
     # Rank 1 of Rosenbrock's two coordinates forgets one direction at every step: its path is
-    # sensitive to lr and eps (some settings wander off for thousands of steps); rank 4 >= 2 is exact.
+    # sensitive to lr, eps and rounding (a constant lr can wander for thousands of steps). eps 1 with
+    # an annealed lr over 6000 steps ends within 3e-4 for lr 0.7, 1.0 and 1.4 alike (so not by a
+    # lucky rounding); rank 4 >= 2 is exact.
     Row("AdaGram-rank1", at.AdaGram, dict(rank=1, weight_decay=1e-2, eps=10.0),
-        quad=Run(3.0, 300, cosine=True), rosen=Run(1.0, 3000, kw=dict(eps=1.0, **NO_WD)), state_dtype=torch.float64),
+        quad=Run(3.0, 300, cosine=True), rosen=Run(1.0, 6000, cosine=True, kw=dict(eps=1.0, **NO_WD)),
+        state_dtype=torch.float64),
     Row("AdaGram-rank4-decay", at.AdaGram, dict(rank=4, lr_decay=1e-3, weight_decay=1e-2, eps=10.0),
-        quad=Run(3.0, 300, cosine=True), rosen=Run(3.0, 3000, kw=dict(lr_decay=0.0, **NO_WD)),
+        quad=Run(3.0, 300, cosine=True), rosen=Run(2.5, 3000, kw=dict(lr_decay=0.0, **NO_WD)),
         state_dtype=torch.float64),
 ]
 IDS = [r.name for r in ROWS]
