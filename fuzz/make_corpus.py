@@ -29,6 +29,8 @@ SPECS = {
     "adagrad": "adagrad:lr=0.01,lr_decay=0,initial_accumulator_value=0.1",
     "sgd": "sgd:lr=0.1,momentum=0.9,nesterov=1",
     "signsgd": "signsgd:lr=1e-4",
+    "adagram": "adagram:lr=0.1,rank=2,eps=1e-2,weight_decay=0.01",
+    "fullmatrixadagrad": "fullmatrixadagrad:lr=0.1,lr_decay=0.01,eps=1e-10",
     "bad_values": " sgd : lr = 1e400 ,momentum=-0x1p3",
     "bad_syntax": "adam:lr=,,beta1=2:",
 }
@@ -48,6 +50,8 @@ def states() -> dict[str, bytes]:
         "sgd": lambda ps: anp.SGD(ps, lr=0.1, momentum=0.9),
         "adafactor_torch": lambda ps: anp.Adafactor(ps),
         "adafactor_paper": lambda ps: anp.Adafactor(ps, mode="paper", lr=None, beta1=0.9),
+        "adagram": lambda ps: anp.AdaGram(ps, rank=2),
+        "fullmatrixadagrad": lambda ps: anp.FullMatrixAdagrad(ps),
     }
     for name, make in makers.items():
         # a matrix, a 3-D tensor, a vector and one parameter never stepped
@@ -55,6 +59,8 @@ def states() -> dict[str, bytes]:
                   rng.standard_normal(5).astype(np.float32), np.zeros(3, np.float32)]
         if name == "adapprox":
             params[1] = params[1].astype(np.float32)  # Adapprox state is float32 for every dtype
+        if name == "fullmatrixadagrad":  # n x n state: smaller tensors keep the seed under 8 KB
+            params[:2] = [params[0][:3, :3].copy(), params[1][:, :2, :2].copy()]
         opt = make(params)
         for _ in range(2):
             opt.step([rng.standard_normal(p.shape).astype(p.dtype) for p in params[:3]] + [None])

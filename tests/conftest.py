@@ -1,4 +1,5 @@
 """Shared fixtures: one CMake build of the C/C++ side per test session."""
+import contextlib
 import os
 import shutil
 import subprocess
@@ -31,3 +32,15 @@ def cpp_build(tmp_path_factory):
         f"-DPython3_EXECUTABLE={sys.executable}", env=env)
     run(cmake, "--build", build, "--parallel", "2", env=env)
     return build
+
+
+@contextlib.contextmanager
+def native_threads(n):
+    """Run the block with the native core on n threads, restoring the count afterwards."""
+    import adapprox
+    before = adapprox.num_threads()
+    adapprox.set_num_threads(n)
+    try:
+        yield
+    finally:
+        adapprox.set_num_threads(before)

@@ -80,10 +80,13 @@ CASES = [
     ("adafactor:lr=0.05,weight_decay=0.1", lambda ps: anp.Adafactor(ps, lr=0.05, weight_decay=0.1)),
     ("adafactor:mode=1,beta1=0.9,weight_decay=0.01", lambda ps: anp.Adafactor(ps, mode="paper", lr=None, beta1=0.9,
                                                                              weight_decay=0.01)),
+    ("adagram:lr=0.2,rank=3,weight_decay=0.01", lambda ps: anp.AdaGram(ps, lr=0.2, rank=3, weight_decay=0.01)),
+    ("fullmatrixadagrad:lr=0.2,lr_decay=0.1", lambda ps: anp.FullMatrixAdagrad(ps, lr=0.2, lr_decay=0.1)),
 ]
 
 
-@pytest.mark.parametrize("spec, make", CASES, ids=["adapprox", "adam", "adafactor-torch", "adafactor-paper"])
+@pytest.mark.parametrize("spec, make", CASES, ids=["adapprox", "adam", "adafactor-torch", "adafactor-paper",
+                                                 "adagram", "fullmatrixadagrad"])
 @pytest.mark.parametrize("python_first", [True, False], ids=["python-to-c", "c-to-python"])
 def test_state_crosses_the_abi(lib, spec, make, python_first):
     rng = np.random.default_rng(0)

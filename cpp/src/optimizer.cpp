@@ -6,15 +6,22 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <initializer_list>
 #include <sstream>
+#include <type_traits>
 
 #include "adapprox/adafactor.hpp"
+#include "adapprox/adagram.hpp"
 #include "adapprox/adapprox.hpp"
+#include "adapprox/full_matrix_adagrad.hpp"
 #include "adapprox/elementwise.hpp"
 #include "adapprox/state_records.hpp"
 
 namespace adapprox {
 namespace {
+
+// The optimizers that are not elementwise, appended to the "known" list of an unknown name.
+const char* const kOtherNames = ", adapprox, adafactor, adagram, fullmatrixadagrad";
 
 [[noreturn]] void bad_state(const std::string& what) { throw Error(ErrorKind::state, what); }
 
@@ -74,6 +81,15 @@ std::string keys_of(const Hyper& h) {
   std::string s;
   for (const auto& kv : h) s += (s.empty() ? "" : ", ") + kv.first;
   return s;
+}
+
+// `given` over `defaults`; a key `defaults` lacks is a spec error naming the optimizer.
+Hyper over_defaults(Hyper h, const Hyper& given, const std::string& name) {
+  for (const auto& [k, v] : given) {
+    if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for " + name + "; known: " + keys_of(h));
+    h[k] = v;
+  }
+  return h;
 }
 
 // Shared plumbing: per-parameter states created at the first step, fixed parameter list.
@@ -185,14 +201,7 @@ class AdapproxOptimizer final : public StatefulOptimizer<AdapproxState> {
   }
 
  private:
-  static Hyper complete(const Hyper& given) {
-    Hyper h = defaults();
-    for (const auto& [k, v] : given) {
-      if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for adapprox; known: " + keys_of(h));
-      h[k] = v;
-    }
-    return h;
-  }
+  static Hyper complete(const Hyper& given) { return over_defaults(defaults(), given, "adapprox"); }
   static AdapproxHyper to_native(const Hyper& h, double lr) {
     AdapproxHyper a;
     a.lr = lr >= 0 ? lr : h.at("lr");
@@ -253,11 +262,7 @@ class AdafactorOptimizer final : public StatefulOptimizer<AdafactorState> {
 
  private:
   static Hyper complete(const Hyper& given) {
-    Hyper h = defaults();
-    for (const auto& [k, v] : given) {
-      if (!h.count(k)) throw Error(ErrorKind::spec, "unknown key '" + k + "' for adafactor; known: " + keys_of(h));
-      h[k] = v;
-    }
+    Hyper h = over_defaults(defaults(), given, "adafactor");
     if (given.count("eps1") && !given.count("eps1_auto")) h["eps1_auto"] = 0;
     if (h["mode"] == 1 && !given.count("eps1") && !given.count("eps1_auto")) {
       h["eps1"] = 1e-30;  // the paper's eps1 (Python's mode="paper" with eps=(None, .))
@@ -294,6 +299,70 @@ class AdafactorOptimizer final : public StatefulOptimizer<AdafactorState> {
   }
   Hyper h_;
 };
+
+// FullMatrixAdagrad ("fullmatrixadagrad") and AdaGram ("adagram"): the keys of gram.hpp's
+// GramHyper, plus rank for AdaGram.
+template <class State, class Native, class Slot, void (*Step)(std::vector<Slot>&, const Native&),
+          State (*FromRecord)(const StateRecord&)>
+class GramOptimizer final : public StatefulOptimizer<State> {
+ public:
+  GramOptimizer(std::string name, const Hyper& given) : name_(std::move(name)), h_(complete(name_, given)) {
+    to_native(h_, -1);
+  }
+
+  static Hyper defaults() {
+    const Native n;
+    Hyper h{{"lr", n.lr}, {"lr_decay", n.lr_decay}, {"weight_decay", n.weight_decay}, {"eps", n.eps}, {"maximize", 0}};
+    if constexpr (std::is_same_v<Native, AdagramHyper>) h["rank"] = n.rank;
+    return h;
+  }
+  std::string name() const override { return name_; }
+  Hyper hyper() const override { return h_; }
+
+  void step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr) override {
+    if (grads.size() != params.size()) throw Error(ErrorKind::shape, "params and grads differ in count");
+    const Native h = to_native(h_, lr);
+    std::vector<std::unique_ptr<State>> fresh;
+    auto states = this->states_for(params, fresh, [](const TensorRef& p) { return State(p.shape); });
+    std::vector<Slot> slots(params.size());
+    for (size_t i = 0; i < params.size(); ++i) slots[i] = Slot{states[i], params[i], grads[i]};
+    Step(slots, h);
+    this->commit(params, fresh);
+  }
+
+ protected:
+  void import_states(const Hyper& hyper, std::vector<std::unique_ptr<StateRecord>>& records) override {
+    const Hyper h = complete(name_, hyper);
+    to_native(h, -1);
+    auto next = this->states_from(records, FromRecord);
+    h_ = h;
+    this->states_ = std::move(next);
+  }
+
+ private:
+  static Hyper complete(const std::string& name, const Hyper& given) { return over_defaults(defaults(), given, name); }
+  static Native to_native(const Hyper& h, double lr) {
+    Native a;
+    a.lr = lr >= 0 ? lr : h.at("lr");
+    a.lr_decay = h.at("lr_decay");
+    a.weight_decay = h.at("weight_decay");
+    a.eps = h.at("eps");
+    const double maximize = h.at("maximize");
+    if (maximize != 0 && maximize != 1) throw Error(ErrorKind::value, "maximize must be 0 or 1");
+    a.maximize = maximize == 1;
+    if constexpr (std::is_same_v<Native, AdagramHyper>)
+      a.rank = static_cast<int>(whole(h, "rank", 1, std::numeric_limits<int>::max()));
+    validate(a);
+    return a;
+  }
+  std::string name_;
+  Hyper h_;
+};
+
+using FullMatrixAdagradOptimizer =
+    GramOptimizer<FullMatrixAdagradState, GramHyper, FullMatrixAdagradSlot, full_matrix_adagrad_step,
+                  full_matrix_adagrad_state_from>;
+using AdagramOptimizer = GramOptimizer<AdagramState, AdagramHyper, AdagramSlot, adagram_step, adagram_state_from>;
 
 class ElementwiseOptimizerImpl final : public StatefulOptimizer<ElementwiseState> {
  public:
@@ -456,15 +525,79 @@ AdafactorState adafactor_state_from(const StateRecord& r) {
   return s;
 }
 
+// Records of the two Gram optimizers: float64 buffers, nothing else but AdaGram's scalar "rank".
+namespace {
+void only_known(const StateRecord& r, const char* who, std::initializer_list<const char*> scalars,
+                std::initializer_list<const char*> buffers) {
+  auto known = [](const std::string& k, std::initializer_list<const char*> names) {
+    for (const char* n : names)
+      if (k == n) return true;
+    return false;
+  };
+  for (const auto& kv : r.scalars)
+    if (!known(kv.first, scalars)) bad_state(std::string("unknown ") + who + " state scalar '" + kv.first + "'");
+  for (const auto& kv : r.buffers)
+    if (!known(kv.first, buffers)) bad_state(std::string("unknown ") + who + " state buffer '" + kv.first + "'");
+}
+}  // namespace
+
+StateRecord to_record(const FullMatrixAdagradState& s) {
+  StateRecord r;
+  r.shape = s.shape;
+  r.step = s.step;
+  const int64_t n = s.numel();
+  if (!s.sum.empty()) r.buffers["sum"] = make_buffer(DType::f64, {n, n}, s.sum.data(), s.sum.size() * 8);
+  return r;
+}
+
+FullMatrixAdagradState full_matrix_adagrad_state_from(const StateRecord& r) {
+  only_known(r, "FullMatrixAdagrad", {}, {"sum"});
+  FullMatrixAdagradState s(r.shape);
+  s.step = r.step;
+  const int64_t n = s.numel();
+  if (n > kFullMatrixMaxNumel) bad_state("FullMatrixAdagrad state of more than " + std::to_string(kFullMatrixMaxNumel) + " elements");
+  take_typed(r, "sum", DType::f64, n * n, s.sum);
+  s.check();
+  return s;
+}
+
+StateRecord to_record(const AdagramState& s) {
+  StateRecord r;
+  r.shape = s.shape;
+  r.step = s.step;
+  r.scalars["rank"] = s.rank;
+  const int64_t n = s.numel();
+  r.buffers["factor_p"] = make_buffer(DType::f64, {n, s.rank}, s.p.data(), s.p.size() * 8);
+  r.buffers["factor_q"] = make_buffer(DType::f64, {n, s.rank}, s.q.data(), s.q.size() * 8);
+  return r;
+}
+
+AdagramState adagram_state_from(const StateRecord& r) {
+  only_known(r, "AdaGram", {"rank"}, {"factor_p", "factor_q"});
+  AdagramState s(r.shape);
+  s.step = r.step;
+  const int64_t n = s.numel();
+  auto rank = r.scalars.find("rank");
+  const double k = rank == r.scalars.end() ? 0.0 : rank->second;
+  if (!(k >= 0 && k <= static_cast<double>(n)) || k != std::floor(k)) bad_state("AdaGram state rank out of range");
+  s.rank = static_cast<int>(k);
+  take_typed(r, "factor_p", DType::f64, n * s.rank, s.p);
+  take_typed(r, "factor_q", DType::f64, n * s.rank, s.q);
+  s.check();
+  return s;
+}
+
 std::unique_ptr<Optimizer> Optimizer::create(const std::string& text) {
   const Spec spec = parse_spec(text);
   if (spec.name == "adapprox") return std::make_unique<AdapproxOptimizer>(spec.values);
   if (spec.name == "adafactor") return std::make_unique<AdafactorOptimizer>(spec.values);
+  if (spec.name == "adagram") return std::make_unique<AdagramOptimizer>(spec.name, spec.values);
+  if (spec.name == "fullmatrixadagrad") return std::make_unique<FullMatrixAdagradOptimizer>(spec.name, spec.values);
   try {
     return std::make_unique<ElementwiseOptimizerImpl>(elementwise_algorithm(spec.name), spec.values);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::value && std::string(e.what()).rfind("unknown optimizer", 0) == 0)
-      throw Error(ErrorKind::spec, std::string(e.what()) + ", adapprox, adafactor");
+      throw Error(ErrorKind::spec, std::string(e.what()) + kOtherNames);
     throw;
   }
 }
@@ -472,10 +605,12 @@ std::unique_ptr<Optimizer> Optimizer::create(const std::string& text) {
 Hyper Optimizer::defaults(const std::string& name) {
   if (name == "adapprox") return AdapproxOptimizer::defaults();
   if (name == "adafactor") return AdafactorOptimizer::defaults();
+  if (name == "adagram") return AdagramOptimizer::defaults();
+  if (name == "fullmatrixadagrad") return FullMatrixAdagradOptimizer::defaults();
   try {
     return elementwise_algorithm(name).defaults();
   } catch (const Error& e) {
-    throw Error(ErrorKind::spec, std::string(e.what()) + ", adapprox, adafactor");
+    throw Error(ErrorKind::spec, std::string(e.what()) + kOtherNames);
   }
 }
 

@@ -168,7 +168,8 @@ TEST(corrupt_or_truncated_state_is_refused_and_nothing_changes) {
 
 TEST(save_load_continues_identically_and_lr_override) {
   for (const char* spec : {"adapprox:lr=0.05,rank=2,max_rank=4", "nadam:lr=0.01", "rmsprop:lr=0.01,centered=1",
-                           "adafactor:lr=0.05", "adafactor:mode=1,lr=0.05,weight_decay=0.01"}) {
+                           "adafactor:lr=0.05", "adafactor:mode=1,lr=0.05,weight_decay=0.01",
+                           "adagram:lr=0.05,rank=2,weight_decay=0.01", "fullmatrixadagrad:lr=0.05,lr_decay=0.1"}) {
     adx_optimizer* a = make(spec);
     Tensor p({8, 6}, 0.5f), g({8, 6}, 0.0f);
     for (size_t i = 0; i < g.f32.size(); ++i) g.f32[i] = float((i * 7919) % 13) / 13 - 0.5f;
@@ -195,7 +196,8 @@ TEST(save_load_continues_identically_and_lr_override) {
 }
 
 TEST(every_optimizer_is_reachable_by_spec) {
-  for (const char* spec : {"adapprox", "adafactor", "adam", "adamw", "nadam", "rmsprop", "adagrad", "sgd", "signsgd"}) {
+  for (const char* spec : {"adapprox", "adafactor", "adam", "adamw", "nadam", "rmsprop", "adagrad", "sgd", "signsgd",
+                           "adagram", "fullmatrixadagrad"}) {
     adx_optimizer* o = make(spec);
     CHECK(o != nullptr);
     Tensor p({3, 2}, 1), g({3, 2}, 1);
@@ -290,6 +292,43 @@ TEST(adafactor_save_load_continues_in_both_modes_and_dtypes) {
   CHECK(saved(ada) == st);
   adx_destroy(ada);
   adx_destroy(adam);
+}
+
+TEST(gram_optimizers_spec_keys_limits_and_float64_state) {
+  adx_optimizer* o = make("adagram");
+  const std::string spec = spec_of(o);
+  for (const char* key : {"eps=0.01", "lr=0.1", "lr_decay=0", "maximize=0", "rank=1", "weight_decay=0"})
+    CHECK(spec.find(key) != std::string::npos);
+  adx_destroy(o);
+  o = make("fullmatrixadagrad");
+  CHECK(spec_of(o).find("eps=1e-10") != std::string::npos && spec_of(o).find("rank") == std::string::npos);
+  adx_destroy(o);
+  o = nullptr;
+  CHECK(adx_create("adagram:rank=0", &o) == ADX_ERR_VALUE && message_has("rank"));
+  CHECK(adx_create("adagram:rank=1.5", &o) == ADX_ERR_VALUE && message_has("rank"));
+  CHECK(adx_create("adagram:eps=0", &o) == ADX_ERR_VALUE && message_has("eps"));
+  CHECK(adx_create("fullmatrixadagrad:rank=2", &o) == ADX_ERR_SPEC && message_has("rank"));
+  CHECK(!o);
+
+  // FullMatrixAdagrad refuses a parameter above 4096 elements, writing nothing.
+  o = make("fullmatrixadagrad");
+  Tensor small({3}, 1), gs({3}, 1), big({4097}, 1), gb({4097}, 1);
+  adx_DLTensor ps[2] = {small.t, big.t}, gr[2] = {gs.t, gb.t};
+  CHECK(adx_step(o, ps, gr, 2, -1) == ADX_ERR_SHAPE && message_has("params[1]") && message_has("4096"));
+  CHECK(small.f32[0] == 1 && big.f32[0] == 1);
+  adx_destroy(o);
+
+  // State is float64 (n x n, and 2 x n x k) for float32 parameters; save/load continues bitwise.
+  for (const char* s : {"fullmatrixadagrad:lr=0.1", "adagram:rank=2"}) {
+    adx_optimizer* a = make(s);
+    Tensor p({2, 3}, 0.5f), g({2, 3}, 0.0f);
+    for (size_t i = 0; i < 6; ++i) g.f32[i] = float((i * 7919) % 13) / 13 - 0.5f;
+    for (int k = 0; k < 3; ++k) CHECK(adx_step(a, &p.t, &g.t, 1, -1) == ADX_OK);
+    size_t state_bytes = 0, adamw_bytes = 0;
+    CHECK(adx_memory_report(a, &state_bytes, &adamw_bytes) == ADX_OK);
+    CHECK(state_bytes == (s[0] == 'f' ? 36 * 8 : 2 * 6 * 2 * 8));
+    adx_destroy(a);
+  }
 }
 
 int main() { return check::run_all(); }

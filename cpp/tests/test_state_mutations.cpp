@@ -26,7 +26,8 @@ std::vector<unsigned char> valid_state(const char* spec) {
 TEST(mutated_states_load_or_are_refused) {
   std::mt19937_64 gen(1234);
   int refused = 0, loaded = 0;
-  for (const char* spec : {"adapprox:rank=2", "adam:amsgrad=1", "sgd:momentum=0.9", "adafactor:mode=1,beta1=0.9"}) {
+  for (const char* spec : {"adapprox:rank=2", "adam:amsgrad=1", "sgd:momentum=0.9", "adafactor:mode=1,beta1=0.9",
+                           "adagram:rank=2", "fullmatrixadagrad"}) {
     const std::vector<unsigned char> good = valid_state(spec);
     for (int trial = 0; trial < 3000; ++trial) {
       std::vector<unsigned char> bad = good;

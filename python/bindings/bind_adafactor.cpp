@@ -13,6 +13,7 @@
 
 namespace py = pybind11;
 using namespace adapprox;
+using bindings::from_numpy_as;
 using bindings::to_numpy;
 
 namespace {
@@ -38,15 +39,6 @@ AdafactorHyper hyper_from(const py::dict& d) {
   h.scale_parameter = d["scale_parameter"].cast<bool>();
   h.maximize = d["maximize"].cast<bool>();
   return h;
-}
-
-template <class T>
-std::vector<T> from_numpy_as(const py::handle& obj, int64_t expected, const std::string& name) {
-  auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(obj);
-  if (!a) throw py::type_error(name + ": expected a float array");
-  if (a.size() != expected)
-    throw py::value_error(name + ": expected " + std::to_string(expected) + " elements, got " + std::to_string(a.size()));
-  return std::vector<T>(a.data(), a.data() + a.size());
 }
 
 template <class T>

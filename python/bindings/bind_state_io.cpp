@@ -22,6 +22,10 @@ py::bytes encode_state_py(const std::string& name, const py::dict& hyper, const 
       records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const AdapproxState&>())));
     else if (py::isinstance<AdafactorState>(s))
       records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const AdafactorState&>())));
+    else if (py::isinstance<AdagramState>(s))
+      records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const AdagramState&>())));
+    else if (py::isinstance<FullMatrixAdagradState>(s))
+      records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const FullMatrixAdagradState&>())));
     else
       records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const ElementwiseState&>())));
   }
@@ -42,6 +46,10 @@ py::tuple decode_state_py(const py::bytes& data) {
       states.append(py::cast(adapprox_state_from(*r)));
     else if (d.name == "adafactor")
       states.append(py::cast(adafactor_state_from(*r)));
+    else if (d.name == "adagram")
+      states.append(py::cast(adagram_state_from(*r)));
+    else if (d.name == "fullmatrixadagrad")
+      states.append(py::cast(full_matrix_adagrad_state_from(*r)));
     else
       states.append(py::cast(elementwise_state_from(*r)));
   }

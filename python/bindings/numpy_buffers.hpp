@@ -28,4 +28,14 @@ inline std::vector<float> from_numpy(const py::object& obj, int64_t expected, co
   return std::vector<float>(a.data(), a.data() + a.size());
 }
 
+// A state buffer of `expected` elements as std::vector<T> (any float array; converted to T).
+template <class T>
+std::vector<T> from_numpy_as(const py::handle& obj, int64_t expected, const std::string& name) {
+  auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(obj);
+  if (!a) throw py::type_error(name + ": expected a float array");
+  if (a.size() != expected)
+    throw py::value_error(name + ": expected " + std::to_string(expected) + " elements, got " + std::to_string(a.size()));
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+
 }  // namespace adapprox::bindings

@@ -7,7 +7,7 @@
  *   adx_destroy(opt);
  *
  * Spec grammar (one for every optimizer):  NAME [":" KEY "=" NUMBER ("," KEY "=" NUMBER)*]
- * NAME is "adapprox", "adafactor" or an elementwise optimizer ("adam", "adamw", "nadam",
+ * NAME is "adapprox", "adafactor", "adagram", "fullmatrixadagrad" or an elementwise optimizer ("adam", "adamw", "nadam",
  * "rmsprop", "adagrad", "sgd", "signsgd", as built); booleans are 0/1. adx_spec_keys() lists the
  * keys of a name with their defaults. Adafactor: mode=0 is torch.optim.Adafactor (the default),
  * mode=1 the paper's algorithm (relative_step, scale_parameter, beta1 > 0 for a first moment);

@@ -2,8 +2,10 @@
 // byte format of Optimizer::save/load, the C ABI, and Python's save/load_native_state).
 #pragma once
 #include "adapprox/adafactor.hpp"
+#include "adapprox/adagram.hpp"
 #include "adapprox/adapprox.hpp"
 #include "adapprox/elementwise.hpp"
+#include "adapprox/full_matrix_adagrad.hpp"
 #include "adapprox/optimizer.hpp"
 
 namespace adapprox {
@@ -18,5 +20,12 @@ ElementwiseState elementwise_state_from(const StateRecord& r);  // checked; thro
 // (..., 1, n), variance, exp_avg, in the state's dtype.
 StateRecord to_record(const AdafactorState& s);
 AdafactorState adafactor_state_from(const StateRecord& r);  // checked; throws Error(state)
+
+// Float64 buffers: sum (n, n) for FullMatrixAdagrad; scalar "rank" k and factor_p, factor_q (n, k)
+// for AdaGram.
+StateRecord to_record(const FullMatrixAdagradState& s);
+FullMatrixAdagradState full_matrix_adagrad_state_from(const StateRecord& r);  // checked; throws Error(state)
+StateRecord to_record(const AdagramState& s);
+AdagramState adagram_state_from(const StateRecord& r);  // checked; throws Error(state)
 
 }  // namespace adapprox

@@ -7,5 +7,8 @@ from .sgd import SGD
 from .rmsprop import RMSprop
 from .adagrad import Adagrad
 from .adafactor import Adafactor
+from .full_matrix_adagrad import FullMatrixAdagrad
+from .adagram import AdaGram
 
-__all__ = ["Adapprox", "SignSGD", "Adam", "AdamW", "NAdam", "SGD", "RMSprop", "Adagrad", "Adafactor"]
+__all__ = ["Adapprox", "SignSGD", "Adam", "AdamW", "NAdam", "SGD", "RMSprop", "Adagrad", "Adafactor", "FullMatrixAdagrad",
+           "AdaGram"]
