@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# BENCH_RESULTS_DIR redirects every suite's JSON and PNGs (the smoke tests write to a temporary folder).
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

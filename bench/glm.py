@@ -112,23 +112,30 @@ def lbfgs_minimum(shapes, loss, iters=500):
     return loss(*params).item()
 
 
-def build_problems(args):
-    """name -> (parameter shapes, loss(*params), f*, description)."""
+PROBLEMS = ("breast-cancer", "digits", "ls-isotropic", "ls-anisotropic", "ls-correlated")
+
+
+def build_problems(args, wanted):
+    """name -> (parameter shapes, loss(*params), f*, description), for the names in `wanted`."""
     probs = {}
     try:
         from sklearn.datasets import load_breast_cancer, load_digits
     except ImportError:
         print("breast-cancer and digits skipped: scikit-learn is not installed")
-    else:
+        wanted = [w for w in wanted if w.startswith("ls-")]
+    if "breast-cancer" in wanted:
         bc = load_breast_cancer()
         shapes, loss = logistic(_standardise(torch.as_tensor(bc.data)), bc.target, args.l2)
         probs["breast-cancer"] = (shapes, loss, lbfgs_minimum(shapes, loss),
                                   f"logistic, {bc.data.shape[0]} x {bc.data.shape[1]}, l2 {args.l2:g}")
+    if "digits" in wanted:
         dg = load_digits()
         shapes, loss = multinomial(torch.as_tensor(dg.data) / 16.0, dg.target, 10, args.l2)
         probs["digits"] = (shapes, loss, lbfgs_minimum(shapes, loss),
                            f"multinomial, {dg.data.shape[0]} x {dg.data.shape[1]}, 10 classes, l2 {args.l2:g}")
     for kind in ("isotropic", "anisotropic", "correlated"):
+        if "ls-" + kind not in wanted:
+            continue
         shapes, loss, fstar = least_squares(kind, args.n, args.d, args.k, args.condition, args.rho, 0.1, args.seed)
         extra = {"isotropic": "S = I", "anisotropic": f"condition {args.condition:g}",
                  "correlated": f"Toeplitz rho {args.rho:g}"}[kind]
@@ -196,7 +203,7 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=300, help="full-batch iterations per run (default 300)")
     ap.add_argument("--lrs", default=",".join(f"{x:g}" for x in LRS), help="learning-rate grid, same for all")
-    ap.add_argument("--problems", default=None, help="comma-separated subset of the problems")
+    ap.add_argument("--problems", default=None, help="comma-separated subset of " + ",".join(PROBLEMS))
     ap.add_argument("--optimizers", default=None, help="comma-separated subset of the rows")
     ap.add_argument("--l2", type=float, default=1e-3, help="L2 term of the regressions (default 1e-3)")
     ap.add_argument("--n", type=int, default=1000, help="least squares: rows of A")
@@ -223,9 +230,11 @@ def main(argv=None):
     for row, why in skipped.items():
         print(f"skipped {row}: {why}")
 
-    problems = build_problems(args)
-    if args.problems:
-        problems = {k: v for k, v in problems.items() if k in args.problems.split(",")}
+    wanted = args.problems.split(",") if args.problems else list(PROBLEMS)
+    unknown = [w for w in wanted if w not in PROBLEMS]
+    if unknown:
+        raise SystemExit(f"unknown problems {unknown}; choose from {list(PROBLEMS)}")
+    problems = build_problems(args, wanted)
     results, summary, t_start = {}, {}, time.perf_counter()
     for prob, (shapes, loss, fstar, desc) in problems.items():
         print(f"{prob}: {desc}; f* = {fstar:.6g}", flush=True)

@@ -32,7 +32,7 @@ from .common import (gpt2_shapes, quartiles, resolve_device, round_robin, state_
                      write_results)
 from .pure_torch_adapprox import PureTorchAdapprox
 
-MODELS = {"small": (4, 256), "117M": (12, 768), "345M": (24, 1024)}
+MODELS = {"tiny": (1, 32), "small": (4, 256), "117M": (12, 768), "345M": (24, 1024)}
 HYPER = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01)  # the Adapprox rows and the AdamW peers
 ADAM = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0)
 NADAM = dict(lr=2e-3, betas=(0.9, 0.999), weight_decay=0.0, momentum_decay=4e-3)
