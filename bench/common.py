@@ -141,13 +141,18 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, name: str):
+def save_figure(fig, name: str, dpi: int = 80):
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.png"
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=dpi)
     import matplotlib.pyplot as plt
     plt.close(fig)
     return path
+
+
+def sig(x, digits=4):
+    """x rounded to `digits` significant digits (keeps the result files small)."""
+    return float(f"{x:.{digits}g}")
 
 
 def table(headers, rows) -> str:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import adapprox
 import adapprox.torch
 
-from .common import pyplot, save_figure, table, write_results
+from .common import pyplot, save_figure, sig, table, write_results
 
 # (row, class name in adapprox.torch, keyword arguments besides lr). Adding an optimizer is one line.
 OPTIMIZERS = [
@@ -50,7 +50,7 @@ OPTIMIZERS = [
 # Rows left out on purpose, with the reason (listed in the output like the skipped ones).
 LEFT_OUT = {"AdamW": "with weight_decay=0 it is Adam (the objectives carry their own L2 term)"}
 
-LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
 
 
 # ------------------------------------------------------------------------------------- problems
@@ -178,11 +178,13 @@ def plot(results, problems, iters):
         fig, axes = plt.subplots(2, 3, figsize=(13, 7))
         axes = axes.ravel()
         handles = {}
+        styles = {row: ("-", "--", ":")[i // 10] for i, row in enumerate(dict.fromkeys(
+            row for prob in problems for row in results[prob]))}  # tab10 colours repeat after ten rows
         for ax, prob in zip(axes, problems):
             for row, r in results[prob].items():
                 ys = [max(g, 1e-10) for g in r["gaps"]]
                 xs = list(range(1, len(ys) + 1)) if xkey == "iters" else r["times"]
-                h, = ax.plot(xs, ys, lw=1.1, label=row)
+                h, = ax.plot(xs, ys, lw=1.0, ls=styles[row], label=row)
                 handles.setdefault(row, h)
             ax.set_yscale("log")
             ax.set_title(prob, fontsize=9)
@@ -213,6 +215,7 @@ def main(argv=None):
     ap.add_argument("--rho", type=float, default=0.95, help="correlated: Toeplitz coefficient")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch and adapprox threads (default 1: small problems)")
+    ap.add_argument("--out", default="glm", help="results file name under bench/results (default glm)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     adapprox.set_num_threads(args.threads)
@@ -269,13 +272,17 @@ def main(argv=None):
     print("final f - f* @ best lr")
     print(table(["optimizer", *problems], lines))
 
-    pngs = [save_figure(fig, name).name for name, fig in plot(results, list(problems), args.iters)]
-    path = write_results("glm", dict(
+    pngs = [save_figure(fig, args.out + name[3:], dpi=72).name for name, fig in plot(results, list(problems), args.iters)]
+    every = max(1, args.iters // 100)  # the JSON keeps about 100 points per curve, 4 significant digits
+    path = write_results(args.out, dict(
         config=dict(iters=args.iters, lrs=lrs, l2=args.l2, n=args.n, d=args.d, k=args.k, condition=args.condition,
                     rho=args.rho, seed=args.seed, threads=args.threads, init="zeros", dtype="float32",
                     rows={row: dict(cls=c.__name__, kwargs=kw) for row, c, kw in rows}),
         problems={p: dict(description=v[3], fstar=v[2]) for p, v in problems.items()},
         skipped=skipped, summary=summary,
-        curves={p: {row: dict(gaps=r["gaps"], times=r["times"]) for row, r in res.items()} for p, res in results.items()},
+        curves={p: {row: dict(iteration=list(range(1, args.iters + 1))[every - 1::every],
+                              gap=[sig(g) for g in r["gaps"][every - 1::every]],
+                              time_s=[sig(t) for t in r["times"][every - 1::every]])
+                    for row, r in res.items()} for p, res in results.items()},
         plots=pngs))
     print(f"wrote {path}" + (" and " + ", ".join(pngs) if pngs else ""))

@@ -38,7 +38,7 @@ import torch.nn.functional as F  # noqa: E402
 import adapprox  # noqa: E402
 import adapprox.torch  # noqa: E402
 
-from .common import pyplot, resolve_device, save_figure, state_bytes, synchronize, table, write_results  # noqa: E402
+from .common import pyplot, resolve_device, save_figure, sig, state_bytes, synchronize, table, write_results  # noqa: E402
 from .pure_torch_adapprox import PureTorchAdapprox  # noqa: E402
 
 SIZES = {  # model and budget presets; every field can be overridden by its option
@@ -48,7 +48,7 @@ SIZES = {  # model and budget presets; every field can be overridden by its opti
 
 BETAS = (0.9, 0.999)
 # Peak learning rates (see --sweep and bench/README.md for the sweep behind each).
-LR = {"AdamW": 3e-3, "Adafactor": 1e-2, "Adapprox b1=0.9": 3e-3, "Adapprox b1=0": 3e-3, "CAME": 3e-4}
+LR = {"AdamW": 3e-3, "Adafactor": 1e-2, "Adapprox b1=0.9": 3e-3, "Adapprox b1=0": 3e-3, "CAME": 1e-3}
 
 
 def _came():
@@ -219,7 +219,7 @@ def train_one(name, make, lr, init_model, train_data, val_data, starts, cfg, dev
     return dict(lr=lr, final_val_loss=curve[-1]["val_loss"], peak_state_bytes=peak_bytes,
                 final_state_bytes=curve[-1]["state_bytes"], adamw_equiv_bytes=2 * 4 * n_params,
                 step_ms=1e3 * step_s / steps, wall_s=time.perf_counter() - t0, curve=curve,
-                train_loss=train_loss, final_ranks=curve[-1]["ranks"],
+                train_loss=[sig(x) for x in train_loss], final_ranks=curve[-1]["ranks"],
                 matrix_shapes={n: list(p.shape) for n, p in model.named_parameters() if p.dim() >= 2})
 
 
