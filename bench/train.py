@@ -48,7 +48,7 @@ SIZES = {  # model and budget presets; every field can be overridden by its opti
 
 BETAS = (0.9, 0.999)
 # Peak learning rates (see --sweep and bench/README.md for the sweep behind each).
-LR = {"AdamW": 3e-3, "Adafactor": 1e-2, "Adapprox b1=0.9": 3e-3, "Adapprox b1=0": 3e-3, "CAME": 1e-3}
+LR = {"AdamW": 3e-3, "AdamW b2=0.95": 1e-3, "Adafactor": 1e-2, "Adapprox b1=0.9": 3e-3, "Adapprox b1=0": 3e-3, "CAME": 1e-3}
 
 
 def _came():
@@ -68,6 +68,8 @@ def optimizer_table(device):
     came = _came()
     return {
         "AdamW": (lambda ps, lr: torch.optim.AdamW(ps, lr=lr, betas=BETAS, weight_decay=0.0), "torch.optim.AdamW"),
+        "AdamW b2=0.95": (lambda ps, lr: torch.optim.AdamW(ps, lr=lr, betas=(0.9, 0.95), weight_decay=0.0),
+                          "torch.optim.AdamW with the betas of GPT practice"),
         "Adafactor": (lambda ps, lr: torch.optim.Adafactor(ps, lr=lr), "torch.optim.Adafactor, defaults but lr"),
         "Adapprox b1=0.9": (lambda ps, lr: A(ps, lr=lr, betas=(0.9, BETAS[1])),
                             "adapprox.torch.Adapprox, defaults but lr" + note),
@@ -279,7 +281,7 @@ def main(argv=None):
     adapprox.set_num_threads(args.threads)
     lrs = dict(LR)
     for item in args.lr:
-        k, v = item.split("=")
+        k, v = item.rsplit("=", 1)
         lrs[k] = float(v)
     table_ = optimizer_table(device)
     chosen = list(LR) if args.optimizers is None else [s.strip() for s in args.optimizers.split(",")]
