@@ -265,7 +265,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch and adapprox threads (default 2)")
     ap.add_argument("--optimizers", default=None, help="comma-separated subset of " + ",".join(LR))
-    ap.add_argument("--lr", action="append", default=[], metavar="NAME=LR", help="override one optimizer's lr")
+    ap.add_argument("--lr", action="append", default=[], metavar="NAME=LR[,LR...]",
+                    help="override one optimizer's lr; several values: run each (a sweep of that optimizer)")
     ap.add_argument("--sweep", default=None, metavar="F1,F2,...",
                     help="also run each optimizer at lr x each factor (e.g. 0.5,2); report the best")
     ap.add_argument("--out", default="train", help="results file name under bench/results (default train)")
@@ -280,9 +281,13 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     adapprox.set_num_threads(args.threads)
     lrs = dict(LR)
+    grids = {}  # optimizers given several lrs by --lr NAME=A,B,...: exactly those are run
     for item in args.lr:
         k, v = item.rsplit("=", 1)
-        lrs[k] = float(v)
+        values = [float(x) for x in v.split(",")]
+        lrs[k] = values[0]
+        if len(values) > 1:
+            grids[k] = values
     table_ = optimizer_table(device)
     chosen = list(LR) if args.optimizers is None else [s.strip() for s in args.optimizers.split(",")]
     unknown = [n for n in chosen if n not in table_]
@@ -313,14 +318,14 @@ def main(argv=None):
         if make is None:
             continue
         runs = {}
-        for f in factors:
-            lr = lrs[name] * f
+        grid = grids.get(name, [lrs[name] * f for f in factors])
+        for lr in grid:
             runs[lr] = train_one(name, make, lr, init_model, train_data, val_data, starts, cfg, device,
-                                 tag="" if len(factors) == 1 else f" lr {lr:g}")
+                                 tag="" if len(grid) == 1 else f" lr {lr:g}")
         best = min(runs, key=lambda k: runs[k]["final_val_loss"])
         results[name] = runs[best]
         results[name]["note"] = table_[name][1]
-        if len(factors) > 1:
+        if len(grid) > 1:
             sweep[name] = {f"{lr:g}": r["final_val_loss"] for lr, r in sorted(runs.items())}
             print(f"  [{name}] sweep: " + ", ".join(f"lr {k}: {v:.4f}" for k, v in sweep[name].items())
                   + f" -> best {best:g}" + ("  (AT THE EDGE of the grid)" if best in (min(runs), max(runs)) else ""))
