@@ -14,9 +14,10 @@ largest seen during the run: adaptive ranks move), the mean optimizer step time,
 Adapprox the rank every matrix settled at. Losses are deterministic for a fixed thread count;
 wall times on a shared machine are not.
 
-Learning rates: one peak lr per optimizer (`LR`), chosen by `--sweep` (each lr of a small grid
-around it, full budget, the best final validation loss is kept; the sweep's table is written to
-bench/results/train_sweep.json).
+Learning rates: one peak lr per optimizer (`LR`), the best final validation loss of a sweep at
+these settings (`--sweep F1,F2` runs every row at lr x each factor, `--lr NAME=A,B,...` one row at
+exactly those lrs; the best run is kept and the table printed). The sweep behind `LR`, with every
+loss, is in bench/README.md and bench/results/train_sweep*.json.
 """
 from __future__ import annotations
 
