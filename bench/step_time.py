@@ -28,8 +28,9 @@ import torch
 import adapprox
 import adapprox.torch as at
 
-from .common import (gpt2_shapes, quartiles, resolve_device, round_robin, state_bytes, synchronize, table,
-                     write_results)
+from . import common
+from .common import (gpt2_shapes, pyplot, quartiles, resolve_device, round_robin, save_figure,
+                     state_bytes, synchronize, table, write_results)
 from .pure_torch_adapprox import PureTorchAdapprox
 
 MODELS = {"tiny": (1, 32), "small": (4, 256), "117M": (12, 768), "345M": (24, 1024)}
@@ -144,6 +145,38 @@ def ratio_specs(paths):
     ]
 
 
+def plot(out, name):
+    """One row of panels per model: median step time (log scale, IQR as error bar) and state bytes
+    as a share of AdamW's, per optimizer. Returns the PNG path, or None without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        print("plots skipped: matplotlib is not installed")
+        return None
+    models = out["models"]
+    fig, axes = plt.subplots(len(models), 2, figsize=(11, 0.22 * max(len(m["optimizers"]) for m in models.values())
+                                                       * len(models) + 1.2), squeeze=False)
+    for (model, m), (a, b) in zip(models.items(), axes):
+        names = list(m["optimizers"])[::-1]
+        ys = range(len(names))
+        colours = ["tab:blue" if n.startswith("adapprox") else "tab:orange" for n in names]
+        med = [m["optimizers"][n]["median_ms"] for n in names]
+        err = [[m["optimizers"][n]["median_ms"] - m["optimizers"][n]["q1_ms"] for n in names],
+               [m["optimizers"][n]["q3_ms"] - m["optimizers"][n]["median_ms"] for n in names]]
+        a.barh(ys, med, xerr=err, color=colours)
+        a.set_xscale("log")
+        a.set_yticks(list(ys), names, fontsize=7)
+        a.set_xlabel("median step time, ms (log; bar: IQR)", fontsize=8)
+        a.set_title(f"GPT-2 {model} ({m['n_params'] / 1e6:.1f}M params), {out['config']['device']}", fontsize=9)
+        a.grid(alpha=0.3, axis="x")
+        b.barh(ys, [100 * m["optimizers"][n]["state_vs_adamw"] for n in names], color=colours)
+        b.set_yticks(list(ys), [""] * len(names))
+        b.set_xlabel("optimizer state, % of AdamW's", fontsize=8)
+        b.set_title("blue: adapprox (native); orange: peers", fontsize=9)
+        b.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return save_figure(fig, name)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench step", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,7 +192,13 @@ def main(argv=None):
     ap.add_argument("--max-time", type=float, default=600, metavar="S",
                     help="after S seconds of timing, accept repetitions however loaded (default 600)")
     ap.add_argument("--out", default="step", help="results file name under bench/results (default step)")
+    ap.add_argument("--replot", action="store_true", help="only redraw the PNG from bench/results/<out>.json")
     args = ap.parse_args(argv)
+    if args.replot:
+        import json
+        png = plot(json.loads((common.RESULTS_DIR / f"{args.out}.json").read_text()), args.out)
+        print(f"wrote {png}" if png else "nothing written")
+        return
 
     device = resolve_device(args.device)
     models = (args.models or ("small" if device.type == "cpu" else "117M,345M")).split(",")
@@ -232,5 +271,7 @@ def main(argv=None):
         out["models"][model] = dict(layers=layers, width=width, n_params=n_params, n_tensors=len(shapes),
                                     contended=contended, repetitions=reps, optimizers=summary, ratios=ratios)
         del runs
+    png = plot(out, args.out)
+    out["plot"] = png.name if png else None
     path = write_results(args.out, out)
-    print(f"wrote {path}")
+    print(f"wrote {path}" + (f" and {png}" if png else ""))
