@@ -105,7 +105,7 @@ def load_corpus(max_bytes: int):
         (val if i % 10 == 9 else train).append(data)
         used += 1
         total += len(data)
-        if total >= max_bytes:
+        if total >= max_bytes and val:  # at least one validation file, whatever the budget
             break
     if not val or not train:
         raise SystemExit(f"too little standard-library source under {root} to build a corpus")
