@@ -1,8 +1,9 @@
-"""Entry point: ``python -m bench {step,memory,family,all} [suite options]``."""
+"""Entry point: ``python -m bench {step,memory,family,train,glm,all} [suite options]``."""
 import importlib
 import sys
 
-SUITES = {"step": "bench.step_time", "memory": "bench.memory", "family": "bench.family"}
+SUITES = {"step": "bench.step_time", "memory": "bench.memory", "family": "bench.family", "train": "bench.train",
+          "glm": "bench.glm"}
 
 
 def main(argv):

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# BENCH_RESULTS_DIR redirects every suite's JSON and PNGs (the smoke tests write to a temporary folder).
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,6 +53,26 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
+def _versions():
+    """Versions of the optional packages the suites use (None when absent)."""
+    out = {}
+    for mod, name in (("matplotlib", "matplotlib"), ("sklearn", "scikit-learn"), ("came_pytorch", "came-pytorch")):
+        try:
+            from importlib import metadata
+            out[name] = metadata.version(name)
+        except Exception:  # noqa: BLE001 - absent or unreadable metadata
+            out[name] = None
+    return out
+
+
+def _gpu():
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return dict(name=torch.cuda.get_device_name(0), cuda=torch.version.cuda, count=torch.cuda.device_count())
+
+
 def machine_info():
     import numpy
     import torch
@@ -59,7 +80,7 @@ def machine_info():
     import adapprox
 
     commit, dirty = _git_commit()
-    return dict(platform=platform.platform(), cpu_model=_cpu_model(),
+    return dict(platform=platform.platform(), cpu_model=_cpu_model(), gpu=_gpu(), packages=_versions(),
                 python=sys.version.split()[0], cpu_count=os.cpu_count(), torch=torch.__version__,
                 numpy=numpy.__version__, adapprox=adapprox.__version__, torch_threads=torch.get_num_threads(),
                 adapprox_threads=adapprox.num_threads(), git_commit=commit, git_dirty=dirty,
@@ -74,6 +95,64 @@ def write_results(suite: str, results: dict) -> Path:
     tmp.write_text(json.dumps(dict(suite=suite, machine=machine_info(), **results), indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def resolve_device(name: str):
+    """torch.device for --device; refuses clearly when CUDA is asked for and not available."""
+    import torch
+
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {name}: CUDA is not available here (torch {torch.__version__}, "
+                             f"torch.cuda.is_available() is False); run without --device or on a CUDA machine")
+        return torch.device(name)
+    raise SystemExit(f"--device {name}: expected cpu or cuda[:N]")
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work (a no-op on CPU), so that wall-clock timing is honest."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def state_bytes(opt) -> int:
+    """Optimizer-state bytes: ``memory_report()`` for adapprox optimizers (native state), else
+    every non-scalar tensor in ``opt.state`` (scalar step counters left out, as in memory_report)."""
+    import torch
+
+    if hasattr(opt, "memory_report"):
+        return int(opt.memory_report()["total_bytes"])
+    return sum(t.numel() * t.element_size() for st in opt.state.values() for t in st.values()
+               if torch.is_tensor(t) and t.dim() > 0)
+
+
+def pyplot():
+    """matplotlib.pyplot with a file-only backend, or None (plots are then skipped, and said so)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def save_figure(fig, name: str, dpi: int = 80):
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.png"
+    fig.savefig(path, dpi=dpi)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path
+
+
+def sig(x, digits=4):
+    """x rounded to `digits` significant digits (keeps the result files small)."""
+    return float(f"{x:.{digits}g}")
 
 
 def table(headers, rows) -> str:

@@ -34,7 +34,7 @@ def low_rank_factor(v, rank, min_rank, max_rank, tol, oversample, power_iters, g
     v_sq = v.square().sum()
     while True:
         w = min(full, k + oversample)
-        omega = torch.randn(n, w, generator=generator, dtype=v.dtype)
+        omega = torch.randn(n, w, generator=generator, dtype=v.dtype).to(v.device)  # CPU generator, any device
         q = _qr_q(v @ omega)
         for _ in range(power_iters):
             q = _qr_q(v @ _qr_q(v.T @ q))
@@ -42,7 +42,7 @@ def low_rank_factor(v, rank, min_rank, max_rank, tol, oversample, power_iters, g
         w_left, s, _ = torch.linalg.svd(b, full_matrices=False)
         cap = min(w, max_rank)
         err = ((v_sq - torch.cumsum(s.square(), 0)).clamp_min(0) / v_sq.clamp_min(1e-30)).sqrt()[:cap]
-        ok = (err <= tol) & (torch.arange(1, cap + 1) >= min_rank)
+        ok = (err <= tol) & (torch.arange(1, cap + 1, device=v.device) >= min_rank)
         if bool(ok.any()):
             r = int(ok.nonzero()[0]) + 1
         elif cap < max_rank and w < full:
