@@ -33,7 +33,8 @@ import adapprox.torch
 
 from .common import pyplot, save_figure, sig, table, write_results
 
-# (row, class name in adapprox.torch, keyword arguments besides lr). Adding an optimizer is one line.
+# (row, class name in adapprox.torch, keyword arguments besides lr; "lrs" replaces the shared grid
+# for that row). Adding an optimizer is one line.
 OPTIMIZERS = [
     ("Adapprox", "Adapprox", dict(betas=(0.9, 0.999))),
     ("Adapprox b1=0", "Adapprox", dict(betas=(0.0, 0.999))),
@@ -45,7 +46,14 @@ OPTIMIZERS = [
     ("Adagrad", "Adagrad", dict()),
     ("SGD momentum 0.9", "SGD", dict(momentum=0.9)),
     ("SignSGD momentum 0.9", "SignSGD", dict(momentum=0.9)),
+    ("AdaGram rank 1", "AdaGram", dict(rank=1)),
+    ("AdaGram rank 2", "AdaGram", dict(rank=2)),
+    ("AdaGram rank 3", "AdaGram", dict(rank=3)),
     ("AdaGram rank 4", "AdaGram", dict(rank=4)),
+    ("AdaGram rank 5", "AdaGram", dict(rank=5)),
+    # an eigendecomposition per step (about 0.1 s at n = 650): a shorter grid around lr = 0.1-1,
+    # where AdaGram's and its own steps (of norm below lr) work best
+    ("FullMatrixAdagrad", "FullMatrixAdagrad", dict(lrs=(0.03, 0.1, 0.3, 1.0))),
 ]
 # Rows left out on purpose, with the reason (listed in the output like the skipped ones).
 LEFT_OUT = {"AdamW": "with weight_decay=0 it is Adam (the objectives carry their own L2 term)"}
@@ -229,7 +237,8 @@ def main(argv=None):
         if cls is None:
             skipped[row] = f"adapprox.torch.{cls_name} does not exist in this build"
         else:
-            rows.append((row, cls, kwargs))
+            kw = dict(kwargs)
+            rows.append((row, cls, kw, tuple(kw.pop("lrs", ()))))
     for row, why in skipped.items():
         print(f"skipped {row}: {why}")
 
@@ -242,9 +251,10 @@ def main(argv=None):
     for prob, (shapes, loss, fstar, desc) in problems.items():
         print(f"{prob}: {desc}; f* = {fstar:.6g}", flush=True)
         results[prob], summary[prob] = {}, {}
-        for row, cls, kwargs in rows:
+        for row, cls, kwargs, own_lrs in rows:
+            grid = list(own_lrs) or lrs
             finals, best = {}, None
-            for lr in lrs:
+            for lr in grid:
                 r = run(cls, kwargs, lr, shapes, loss, fstar, args.iters)
                 finals[f"{lr:g}"] = None if r is None else r["final_gap"]
                 if r is not None and (best is None or r["final_gap"] < best[1]["final_gap"]):
@@ -256,9 +266,9 @@ def main(argv=None):
             lr, r = best
             results[prob][row] = r
             summary[prob][row] = dict(best_lr=lr, final_gap=r["final_gap"], by_lr=finals,
-                                      edge=lr in (min(lrs), max(lrs)), wall_s=r["times"][-1])
+                                      edge=lr in (min(grid), max(grid)), wall_s=r["times"][-1])
             print(f"  {row:28s} best lr {lr:<6g} f - f* {r['final_gap']:.3e}"
-                  f"{'  (edge of the grid)' if lr in (min(lrs), max(lrs)) else ''}"
+                  f"{'  (edge of the grid)' if lr in (min(grid), max(grid)) else ''}"
                   f"  ({time.perf_counter() - t_start:.0f} s)", flush=True)
 
     names = [r[0] for r in rows]
@@ -277,7 +287,7 @@ def main(argv=None):
     path = write_results(args.out, dict(
         config=dict(iters=args.iters, lrs=lrs, l2=args.l2, n=args.n, d=args.d, k=args.k, condition=args.condition,
                     rho=args.rho, seed=args.seed, threads=args.threads, init="zeros", dtype="float32",
-                    rows={row: dict(cls=c.__name__, kwargs=kw) for row, c, kw in rows}),
+                    rows={row: dict(cls=c.__name__, kwargs=kw, lrs=list(own) or None) for row, c, kw, own in rows}),
         problems={p: dict(description=v[3], fstar=v[2]) for p, v in problems.items()},
         skipped=skipped, summary=summary,
         curves={p: {row: dict(iteration=list(range(1, args.iters + 1))[every - 1::every],
