@@ -33,6 +33,8 @@ import adapprox.torch
 
 from .common import pyplot, save_figure, sig, table, write_results
 
+GRAM_LRS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
 # (row, class name in adapprox.torch, keyword arguments besides lr; "lrs" replaces the shared grid
 # for that row). Adding an optimizer is one line.
 OPTIMIZERS = [
@@ -46,14 +48,15 @@ OPTIMIZERS = [
     ("Adagrad", "Adagrad", dict()),
     ("SGD momentum 0.9", "SGD", dict(momentum=0.9)),
     ("SignSGD momentum 0.9", "SignSGD", dict(momentum=0.9)),
-    ("AdaGram rank 1", "AdaGram", dict(rank=1)),
-    ("AdaGram rank 2", "AdaGram", dict(rank=2)),
-    ("AdaGram rank 3", "AdaGram", dict(rank=3)),
-    ("AdaGram rank 4", "AdaGram", dict(rank=4)),
-    ("AdaGram rank 5", "AdaGram", dict(rank=5)),
-    # an eigendecomposition per step (about 0.1 s at n = 650): a shorter grid around lr = 0.1-1,
-    # where AdaGram's and its own steps (of norm below lr) work best
-    ("FullMatrixAdagrad", "FullMatrixAdagrad", dict(lrs=(0.03, 0.1, 0.3, 1.0))),
+    # AdaGram's and FullMatrixAdagrad's step has norm below lr over the whole parameter, where a
+    # diagonal method moves every coordinate by about lr: their grids reach higher.
+    ("AdaGram rank 1", "AdaGram", dict(rank=1, lrs=GRAM_LRS)),
+    ("AdaGram rank 2", "AdaGram", dict(rank=2, lrs=GRAM_LRS)),
+    ("AdaGram rank 3", "AdaGram", dict(rank=3, lrs=GRAM_LRS)),
+    ("AdaGram rank 4", "AdaGram", dict(rank=4, lrs=GRAM_LRS)),
+    ("AdaGram rank 5", "AdaGram", dict(rank=5, lrs=GRAM_LRS)),
+    # an eigendecomposition per step (about 0.1 s at n = 650): a shorter grid
+    ("FullMatrixAdagrad", "FullMatrixAdagrad", dict(lrs=(1.0, 3.0, 10.0, 30.0))),
 ]
 # Rows left out on purpose, with the reason (listed in the output like the skipped ones).
 LEFT_OUT = {"AdamW": "with weight_decay=0 it is Adam (the objectives carry their own L2 term)"}
