@@ -55,7 +55,7 @@ OPTIMIZERS = [
     ("AdaGram rank 3", "AdaGram", dict(rank=3, lrs=GRAM_LRS)),
     ("AdaGram rank 4", "AdaGram", dict(rank=4, lrs=GRAM_LRS)),
     ("AdaGram rank 5", "AdaGram", dict(rank=5, lrs=GRAM_LRS)),
-    # an eigendecomposition per step (about 0.1 s at n = 650): a shorter grid
+    # an eigendecomposition per step (about 0.1 s at 640 elements): a shorter grid
     ("FullMatrixAdagrad", "FullMatrixAdagrad", dict(lrs=(1.0, 3.0, 10.0, 30.0))),
 ]
 # Rows left out on purpose, with the reason (listed in the output like the skipped ones).
