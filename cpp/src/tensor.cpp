@@ -1,7 +1,9 @@
 #include "adapprox/tensor.hpp"
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstring>
+#include <utility>
 #include <sstream>
 
 #include "isa.hpp"
@@ -43,19 +45,53 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return os.str();
 }
 
-void check_param_grad(const TensorRef& param, const TensorRef& grad, const std::vector<int64_t>& state_shape,
-                      size_t index) {
-  const std::string who = "params[" + std::to_string(index) + "]: ";
-  if (param.shape != grad.shape)
-    throw Error(ErrorKind::shape, who + "gradient shape " + shape_str(grad.shape) + " does not match parameter shape " +
-                                      shape_str(param.shape));
-  if (param.dtype != grad.dtype)
-    throw Error(ErrorKind::type, who + "gradient dtype " + dtype_name(grad.dtype) + " does not match parameter dtype " +
-                                     dtype_name(param.dtype));
-  if (param.shape != state_shape)
-    throw Error(ErrorKind::shape, who + "optimizer state was created for shape " + shape_str(state_shape) +
-                                      ", parameter has shape " + shape_str(param.shape));
-  if (param.numel() > 0 && (!param.data || !grad.data)) throw Error(ErrorKind::value, who + "null data pointer");
+int64_t TensorRef::stride(size_t dim) const {
+  if (!strides.empty()) return strides[dim];
+  int64_t st = 1;
+  for (size_t i = dim + 1; i < shape.size(); ++i) st *= shape[i];
+  return st;
+}
+
+bool TensorRef::contiguous() const {
+  if (strides.empty()) return true;
+  int64_t expect = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    if (shape[i] != 1 && strides[i] != expect) return false;
+    expect *= shape[i];
+  }
+  return true;
+}
+
+bool TensorRef::dense() const {
+  if (strides.empty() || numel() == 0) return true;
+  // Sorted by stride, each dimension of extent > 1 must start where the previous ones end.
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, extent)
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (strides[i] < 0) return false;
+    if (shape[i] != 1) dims.emplace_back(strides[i], shape[i]);
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t expect = 1;
+  for (const auto& [st, n] : dims) {
+    if (st != expect) return false;
+    expect *= n;
+  }
+  return true;
+}
+
+bool TensorRef::same_layout(const TensorRef& o) const {
+  if (shape != o.shape) return false;
+  for (size_t i = 0; i < shape.size(); ++i)
+    if (shape[i] != 1 && stride(i) != o.stride(i)) return false;
+  return true;
+}
+
+int64_t extent_bytes(const TensorRef& t) {
+  const int64_t n = t.numel();
+  if (n == 0) return 0;
+  int64_t last = 0;
+  for (size_t i = 0; i < t.shape.size(); ++i) last += (t.shape[i] - 1) * t.stride(i);
+  return (last + 1) * dtype_size(t.dtype);
 }
 
 namespace {
@@ -115,6 +151,77 @@ void from_float32(const float* src, TensorRef& dst) {
     case DType::f16: narrow<Eigen::half>(src, dst.data, n); break;
     case DType::bf16: narrow_bf16(src, dst.data, n); break;
   }
+}
+
+namespace {
+
+double read_elem(const char* p, DType t) {
+  switch (t) {
+    case DType::f32: { float v; std::memcpy(&v, p, 4); return v; }
+    case DType::f64: { double v; std::memcpy(&v, p, 8); return v; }
+    case DType::f16: { Eigen::half v; std::memcpy(&v, p, 2); return static_cast<float>(v); }
+    case DType::bf16: { uint32_t bits = uint32_t(*reinterpret_cast<const uint16_t*>(p)) << 16; float v; std::memcpy(&v, &bits, 4); return v; }
+  }
+  return 0;
+}
+
+// The values of float and double arrays go out rounded once to the target dtype (bf16/fp16 through
+// float32, which is exact for values that came from float32 staging).
+void write_elem(char* p, DType t, double v) {
+  switch (t) {
+    case DType::f32: { const float f = static_cast<float>(v); std::memcpy(p, &f, 4); break; }
+    case DType::f64: std::memcpy(p, &v, 8); break;
+    case DType::f16: { const Eigen::half h(static_cast<float>(v)); std::memcpy(p, &h, 2); break; }
+    case DType::bf16: { const float f = static_cast<float>(v); TensorRef one{p, DType::bf16, {1}, {}}; from_float32(&f, one); break; }
+  }
+}
+
+// Calls fn(logical index, byte offset) for every element of t in logical (C) order.
+template <class Fn>
+void for_each_offset(const TensorRef& t, Fn fn) {
+  const int64_t n = t.numel();
+  if (n == 0) return;
+  const size_t nd = t.shape.size();
+  std::vector<int64_t> idx(nd, 0);
+  const int64_t es = dtype_size(t.dtype);
+  int64_t off = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    fn(i, off * es);
+    for (size_t d = nd; d-- > 0;) {
+      if (++idx[d] < t.shape[d]) { off += t.stride(d); break; }
+      off -= (t.shape[d] - 1) * t.stride(d);
+      idx[d] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+void gather(const TensorRef& src, DType dtype, void* dst) {
+  if (src.contiguous() && dtype == DType::f32) return to_float32(src, static_cast<float*>(dst));
+  if (src.contiguous() && src.dtype == dtype) {
+    std::memcpy(dst, src.data, static_cast<size_t>(src.numel()) * dtype_size(dtype));
+    return;
+  }
+  const char* base = static_cast<const char*>(src.data);
+  char* out = static_cast<char*>(dst);
+  const int64_t es = dtype_size(dtype);
+  for_each_offset(src, [&](int64_t i, int64_t off) { write_elem(out + i * es, dtype, read_elem(base + off, src.dtype)); });
+}
+
+void scatter(const void* src, DType dtype, const TensorRef& dst) {
+  if (dst.contiguous() && dtype == DType::f32) {
+    TensorRef d = dst;
+    return from_float32(static_cast<const float*>(src), d);
+  }
+  if (dst.contiguous() && dst.dtype == dtype) {
+    std::memcpy(dst.data, src, static_cast<size_t>(dst.numel()) * dtype_size(dtype));
+    return;
+  }
+  const char* in = static_cast<const char*>(src);
+  char* base = static_cast<char*>(dst.data);
+  const int64_t es = dtype_size(dtype);
+  for_each_offset(dst, [&](int64_t i, int64_t off) { write_elem(base + off, dst.dtype, read_elem(in + i * es, dtype)); });
 }
 
 }  // namespace adapprox

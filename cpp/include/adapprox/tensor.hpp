@@ -12,12 +12,19 @@ enum class DType { f32, f64, f16, bf16 };
 const char* dtype_name(DType t);
 int dtype_size(DType t);
 
-// A dense, C-contiguous tensor in host memory that the caller owns.
+// A tensor in host memory that the caller owns. `strides` are in elements; empty means
+// C-contiguous. The core steps dense layouts only (every element exactly once in a block of
+// numel elements: C-contiguous, channels_last, any permutation of dimensions).
 struct TensorRef {
   void* data = nullptr;
   DType dtype = DType::f32;
   std::vector<int64_t> shape;
+  std::vector<int64_t> strides;
   int64_t numel() const;
+  bool contiguous() const;                 // C-contiguous (strides of size-1 dimensions ignored)
+  bool dense() const;                      // non-overlapping and dense, strides >= 0
+  bool same_layout(const TensorRef& o) const;  // same shape and same strides where the extent is > 1
+  int64_t stride(size_t dim) const;        // strides[dim], or the C-contiguous stride
 };
 
 // Kinds of rejected input, so bindings can map them to their own exception types.
@@ -34,14 +41,17 @@ class Error : public std::runtime_error {
 
 std::string shape_str(const std::vector<int64_t>& shape);
 
-// The checks every optimizer makes on params[index] before a step: gradient of the same shape
-// and dtype, non-null data, and the shape its optimizer state was created for. Throws Error
-// naming "params[index]".
-void check_param_grad(const TensorRef& param, const TensorRef& grad, const std::vector<int64_t>& state_shape,
-                      size_t index);
+// Bytes from the lowest to one past the highest element of a dense tensor (0 when empty).
+int64_t extent_bytes(const TensorRef& t);
 
 // Copies between a tensor of any supported dtype and float32 (round to nearest even on the way back).
+// `src`/`dst` must be contiguous (staging.hpp handles other dense layouts).
 void to_float32(const TensorRef& src, float* dst);
 void from_float32(const float* src, TensorRef& dst);
+
+// Converting copies between a tensor in any dense layout and a C-ordered array of `dtype`
+// (f32 or f64): gather reads src in logical order, scatter writes dst (rounding to nearest even).
+void gather(const TensorRef& src, DType dtype, void* dst);
+void scatter(const void* src, DType dtype, const TensorRef& dst);
 
 }  // namespace adapprox

@@ -1,0 +1,105 @@
+// The registry: one entry per optimizer, the only list of them. Each entry declares its name,
+// its hyperparameters (defaults and ranges) and its state schema, and steps caller-owned
+// buffers. The C ABI, the C++ API, the Python bindings, the fuzzers and the README tables all
+// read it. The core owns no per-parameter state: every state buffer is passed in by the front
+// (torch tensors, NumPy arrays, or the C ABI handle's own buffers) and written in place.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "adapprox/tensor.hpp"
+
+namespace adapprox {
+
+using Hyper = std::map<std::string, double>;
+
+// One hyperparameter: numbers throughout (booleans 0/1, choices small integers), checked
+// against [lo, hi] (bounds open where said) and, for `whole`, to be an integer.
+struct HyperParam {
+  std::string name;
+  double default_value;
+  double lo, hi;
+  bool lo_open = false, hi_open = false;
+  bool whole = false;  // an integer (flags and choices too)
+  std::string doc;     // one line, for the README table and errors
+};
+
+// One state buffer of one parameter, resolved for its shape and dtype.
+struct BufferSpec {
+  std::string name;             // torch's name wherever torch has the optimizer
+  DType dtype;                  // what the step requires
+  std::vector<int64_t> shape;   // fixed buffers; for `resized` ones the shape of an empty start
+  bool like_param = false;      // the parameter's shape and layout (strides) as well
+  bool resized = false;         // shape chosen by the step (low-rank factors): may be absent
+                                // (data == nullptr) and is replaced through the Allocator
+  double fill = 0;              // initial value of a fixed buffer
+  std::string fill_from;        // or the hyperparameter that gives it (Adagrad's sum)
+};
+
+// The step counter is the first buffer of every schema: a 0-d buffer named "step" holding the
+// number of steps taken, float32 (torch's choice) or float64; the driver reads it, the step
+// uses t = step + 1, and the driver writes t back once the step succeeded.
+constexpr const char* kStepBuffer = "step";
+
+// One parameter in one step.
+struct Slot {
+  TensorRef param;               // written in place
+  TensorRef grad;                // read only
+  std::vector<TensorRef> state;  // schema order, "step" first
+  uint64_t index = 0;            // stable parameter index (part of random keys)
+  int64_t t = 0;                 // this step's count (stored step + 1), set by the driver
+};
+
+// New buffers for `resized` state. The front owns what it hands out; a buffer it returns is
+// zero-filled, C-contiguous, cache-line aligned, and replaces slot.state[buffer] in the front's
+// state once the whole step succeeded. May be called from worker threads (one caller per
+// (slot, buffer)).
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual TensorRef allocate(size_t slot, size_t buffer, DType dtype, const std::vector<int64_t>& shape) = 0;
+};
+
+class Algorithm {
+ public:
+  virtual ~Algorithm() = default;
+  virtual std::string name() const = 0;
+  virtual std::string summary() const = 0;  // one line for tables
+  virtual const std::vector<HyperParam>& hyper_params() const = 0;
+  // Rules across hyperparameters, beyond each one's range (nesterov needs momentum > 0, ...).
+  // `h` is complete and in range. Throws Error(value).
+  virtual void validate(const Hyper& h) const {}
+  // The state buffers of a parameter of this shape and dtype under `h`, "step" first.
+  virtual std::vector<BufferSpec> schema(const Hyper& h, const std::vector<int64_t>& shape, DType dtype) const = 0;
+  // Complex parameters stepped as their real views (torch's view_as_real semantics).
+  virtual bool supports_complex() const { return false; }
+  // Checks what the driver cannot: the shapes of `resized` buffers (against each other and the
+  // parameter), values that must hold (a rank in range). Throws Error(state) naming the buffer;
+  // `who` is "params[i]".
+  virtual void check_state(const Hyper& h, const Slot& s, const std::string& who) const {}
+  // Steps every slot: everything was validated, nothing may be refused now. Slots may share no
+  // memory (the driver checked).
+  virtual void step(const Hyper& h, std::vector<Slot>& slots, Allocator& alloc) const = 0;
+};
+
+// Every registered optimizer, in a fixed order.
+const std::vector<const Algorithm*>& algorithms();
+// The one registered under `name`; Error(value) listing the known names otherwise.
+const Algorithm& find_algorithm(const std::string& name);
+// `given` completed with the defaults and checked: unknown keys, ranges, whole numbers, then
+// algo.validate. Throws Error(value) naming the hyperparameter.
+Hyper complete_hyper(const Algorithm& algo, const Hyper& given);
+// The resolved schema of one parameter (after complete_hyper).
+std::vector<BufferSpec> state_schema(const Algorithm& algo, const Hyper& h, const std::vector<int64_t>& shape,
+                                     DType dtype);
+
+// The step driver, used by every front: completes and checks `given`, validates every slot
+// (parameter and gradient, each state buffer against the schema, the algorithm's own checks,
+// no two buffers sharing memory) before anything is written, then steps and advances each
+// "step" buffer. A refused call leaves every buffer untouched. Errors name "params[i]" and the
+// buffer.
+void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, Allocator& alloc);
+
+}  // namespace adapprox

@@ -1,0 +1,114 @@
+// The registry (registry.hpp): the list of optimizers and the checks of their hyperparameters.
+#include "adapprox/registry.hpp"
+
+#include <cmath>
+#include <sstream>
+
+#include "algorithms.hpp"
+
+namespace adapprox {
+namespace {
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+std::string num(double x) {
+  std::ostringstream os;
+  os.precision(17);
+  os << x;
+  return os.str();
+}
+
+std::string range_text(const HyperParam& p) {
+  std::ostringstream os;
+  os.precision(17);
+  if (p.whole && p.lo == 0 && p.hi == 1) return "0 or 1";
+  if (std::isinf(p.hi)) {
+    os << (p.lo_open ? "> " : ">= ") << p.lo;
+  } else if (std::isinf(p.lo)) {
+    os << (p.hi_open ? "< " : "<= ") << p.hi;
+  } else {
+    os << "in " << (p.lo_open ? "(" : "[") << p.lo << ", " << p.hi << (p.hi_open ? ")" : "]");
+  }
+  if (p.whole) return "a whole number " + os.str();
+  return os.str();
+}
+
+}  // namespace
+
+const std::vector<const Algorithm*>& algorithms() {
+  // One line per optimizer; each factory lives in the optimizer's own file (algorithms.hpp).
+  static const std::vector<const Algorithm*> all = {
+      algorithms::adapprox(), algorithms::adam(),    algorithms::adamw(),
+      algorithms::nadam(),    algorithms::rmsprop(), algorithms::adagrad(),
+      algorithms::sgd(),      algorithms::signsgd(), algorithms::adafactor(),
+      algorithms::full_matrix_adagrad(), algorithms::adagram(),
+  };
+  return all;
+}
+
+const Algorithm& find_algorithm(const std::string& name) {
+  std::vector<std::string> names;
+  for (const Algorithm* a : algorithms()) {
+    if (a->name() == name) return *a;
+    names.push_back(a->name());
+  }
+  throw Error(ErrorKind::value, "unknown optimizer '" + name + "'; known: " + join(names));
+}
+
+Hyper complete_hyper(const Algorithm& algo, const Hyper& given) {
+  Hyper h;
+  std::vector<std::string> keys;
+  for (const HyperParam& p : algo.hyper_params()) {
+    h[p.name] = p.default_value;
+    keys.push_back(p.name);
+  }
+  for (const auto& [key, value] : given) {
+    if (!h.count(key))
+      throw Error(ErrorKind::value, "unknown hyperparameter '" + key + "' for " + algo.name() + "; known: " + join(keys));
+    h[key] = value;
+  }
+  for (const HyperParam& p : algo.hyper_params()) {
+    const double v = h[p.name];
+    const bool ok = !std::isnan(v) && (p.lo_open ? v > p.lo : v >= p.lo) && (p.hi_open ? v < p.hi : v <= p.hi) &&
+                    (!p.whole || v == std::floor(v));
+    if (!ok) throw Error(ErrorKind::value, p.name + " must be " + range_text(p) + ", got " + num(v));
+  }
+  algo.validate(h);
+  return h;
+}
+
+std::vector<BufferSpec> state_schema(const Algorithm& algo, const Hyper& h, const std::vector<int64_t>& shape,
+                                     DType dtype) {
+  std::vector<BufferSpec> s = algo.schema(h, shape, dtype);
+  for (BufferSpec& b : s)
+    if (!b.fill_from.empty()) b.fill = h.at(b.fill_from);
+  return s;
+}
+
+namespace algorithms {
+
+BufferSpec step_buffer() {
+  BufferSpec b;
+  b.name = kStepBuffer;
+  b.dtype = DType::f32;
+  return b;
+}
+
+BufferSpec like_param(const std::string& name, DType dtype, const std::vector<int64_t>& shape, double fill) {
+  BufferSpec b;
+  b.name = name;
+  b.dtype = dtype;
+  b.shape = shape;
+  b.like_param = true;
+  b.fill = fill;
+  return b;
+}
+
+DType math_dtype(DType param) { return param == DType::f64 ? DType::f64 : DType::f32; }
+
+}  // namespace algorithms
+}  // namespace adapprox

@@ -1,0 +1,157 @@
+// The step driver (registry.hpp: step): everything is checked before anything is written.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include "adapprox/registry.hpp"
+
+namespace adapprox {
+namespace {
+
+[[noreturn]] void fail(ErrorKind kind, const std::string& who, const std::string& what) {
+  throw Error(kind, who + ": " + what);
+}
+
+std::string strides_str(const TensorRef& t) {
+  std::vector<int64_t> s;
+  for (size_t i = 0; i < t.shape.size(); ++i) s.push_back(t.stride(i));
+  return shape_str(s);
+}
+
+void check_param_and_grad(const Slot& s, const std::string& who) {
+  const TensorRef &p = s.param, &g = s.grad;
+  if (p.numel() > 0 && (!p.data || !g.data)) fail(ErrorKind::value, who, "null data pointer");
+  if (p.shape != g.shape)
+    fail(ErrorKind::shape, who,
+         "gradient shape " + shape_str(g.shape) + " does not match parameter shape " + shape_str(p.shape));
+  if (p.dtype != g.dtype)
+    fail(ErrorKind::type, who,
+         std::string("gradient dtype ") + dtype_name(g.dtype) + " does not match parameter dtype " + dtype_name(p.dtype));
+  if (!p.dense())
+    fail(ErrorKind::value, who, "the parameter's layout (strides " + strides_str(p) + ") is not dense; adapprox steps "
+                                "dense layouts in place (contiguous, channels_last, any permutation)");
+  if (!g.same_layout(p))
+    fail(ErrorKind::value, who, "the gradient's strides " + strides_str(g) + " differ from the parameter's " +
+                                    strides_str(p) + "; adapprox steps them in place together and never copies");
+}
+
+// Reads the "step" buffer: a whole number >= 0 whose successor the dtype still represents.
+int64_t read_step(const TensorRef& b, const std::string& who) {
+  if (!b.shape.empty() && !(b.shape.size() == 1 && b.shape[0] == 1))
+    fail(ErrorKind::state, who, "state 'step' must be a scalar (0-d), got shape " + shape_str(b.shape));
+  if (!b.data) fail(ErrorKind::state, who, "state 'step' is missing (null data)");
+  double v;
+  double limit;
+  if (b.dtype == DType::f32) {
+    float f;
+    std::memcpy(&f, b.data, 4);
+    v = f;
+    limit = 16777215.0;  // 2^24 - 1: float32 counts exactly up to 2^24
+  } else if (b.dtype == DType::f64) {
+    std::memcpy(&v, b.data, 8);
+    limit = 9007199254740991.0;  // 2^53 - 1
+  } else {
+    fail(ErrorKind::state, who, std::string("state 'step' must be float32 or float64, got ") + dtype_name(b.dtype));
+  }
+  if (!(v >= 0 && v == std::floor(v)))
+    fail(ErrorKind::state, who, "state 'step' must be a whole number >= 0, got " + std::to_string(v));
+  if (v >= limit)
+    fail(ErrorKind::state, who, "state 'step' = " + std::to_string(v) + " cannot be advanced exactly in " +
+                                    dtype_name(b.dtype));
+  return static_cast<int64_t>(v);
+}
+
+void write_step(const TensorRef& b, int64_t t) {
+  if (b.dtype == DType::f32) {
+    const float f = static_cast<float>(t);
+    std::memcpy(b.data, &f, 4);
+  } else {
+    const double d = static_cast<double>(t);
+    std::memcpy(b.data, &d, 8);
+  }
+}
+
+void check_buffer(const BufferSpec& spec, const TensorRef& b, const TensorRef& param, const std::string& who) {
+  const std::string name = "state '" + spec.name + "'";
+  if (spec.resized && !b.data && b.numel() == 0) return;  // absent: the step creates it
+  if (b.dtype != spec.dtype)
+    fail(ErrorKind::state, who, name + " must be " + dtype_name(spec.dtype) + ", got " + dtype_name(b.dtype));
+  if (spec.resized) {
+    if (!b.contiguous()) fail(ErrorKind::state, who, name + " must be C-contiguous");
+  } else if (b.shape != spec.shape) {
+    fail(ErrorKind::state, who, name + " must have shape " + shape_str(spec.shape) + ", got " + shape_str(b.shape));
+  } else if (spec.like_param ? !b.same_layout(param) : !b.contiguous()) {
+    fail(ErrorKind::state, who, name + " has strides " + strides_str(b) +
+                                    (spec.like_param ? ", the parameter has " + strides_str(param) +
+                                                           " (state must share the parameter's layout)"
+                                                     : "; it must be C-contiguous"));
+  }
+  if (b.numel() > 0 && !b.data) fail(ErrorKind::state, who, name + " has a null data pointer");
+}
+
+// No buffer that is written may share memory with any other buffer of the call.
+void check_no_overlap(const std::vector<Slot>& slots, const std::vector<std::vector<BufferSpec>>& schemas) {
+  struct Range {
+    uintptr_t lo, hi;
+    bool written;
+    size_t slot;
+    std::string what;
+  };
+  std::vector<Range> r;
+  auto add = [&](const TensorRef& t, bool written, size_t i, const std::string& what) {
+    const int64_t bytes = extent_bytes(t);
+    if (bytes > 0 && t.data) {
+      const auto lo = reinterpret_cast<uintptr_t>(t.data);
+      r.push_back({lo, lo + static_cast<uintptr_t>(bytes), written, i, what});
+    }
+  };
+  for (size_t i = 0; i < slots.size(); ++i) {
+    add(slots[i].param, true, i, "the parameter");
+    add(slots[i].grad, false, i, "the gradient");
+    for (size_t k = 0; k < slots[i].state.size(); ++k)
+      add(slots[i].state[k], true, i, "state '" + schemas[i][k].name + "'");
+  }
+  std::sort(r.begin(), r.end(), [](const Range& a, const Range& b) { return a.lo < b.lo; });
+  const Range* any = nullptr;      // the range reaching furthest so far
+  const Range* written = nullptr;  // the written range reaching furthest so far
+  for (const Range& x : r) {
+    const Range* hit = nullptr;
+    if (x.written && any && any->hi > x.lo) hit = any;
+    if (!x.written && written && written->hi > x.lo) hit = written;
+    if (hit)
+      throw Error(ErrorKind::value, "params[" + std::to_string(x.slot) + "]: " + x.what + " shares memory with " +
+                                        hit->what + " of params[" + std::to_string(hit->slot) +
+                                        "] (aliased buffers: every tensor of a step must be distinct)");
+    if (!any || x.hi > any->hi) any = &x;
+    if (x.written && (!written || x.hi > written->hi)) written = &x;
+  }
+}
+
+}  // namespace
+
+void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, Allocator& alloc) {
+  const Hyper h = complete_hyper(algo, given);
+  std::vector<std::vector<BufferSpec>> schemas(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    Slot& s = slots[i];
+    const std::string who = "params[" + std::to_string(i) + "]";
+    check_param_and_grad(s, who);
+    schemas[i] = state_schema(algo, h, s.param.shape, s.param.dtype);
+    const auto& schema = schemas[i];
+    if (s.state.size() != schema.size()) {
+      std::string names;
+      for (const auto& b : schema) names += (names.empty() ? "" : ", ") + b.name;
+      fail(ErrorKind::state, who, algo.name() + " needs " + std::to_string(schema.size()) + " state buffers (" + names +
+                                      "), got " + std::to_string(s.state.size()));
+    }
+    s.t = read_step(s.state[0], who) + 1;
+    for (size_t k = 1; k < schema.size(); ++k) check_buffer(schema[k], s.state[k], s.param, who);
+    algo.check_state(h, s, who);
+  }
+  check_no_overlap(slots, schemas);
+  algo.step(h, slots, alloc);
+  for (Slot& s : slots) write_step(s.state[0], s.t);
+}
+
+}  // namespace adapprox
