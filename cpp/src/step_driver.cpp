@@ -145,13 +145,15 @@ void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, A
       fail(ErrorKind::state, who, algo.name() + " needs " + std::to_string(schema.size()) + " state buffers (" + names +
                                       "), got " + std::to_string(s.state.size()));
     }
-    s.t = read_step(s.state[0], who) + 1;
-    for (size_t k = 1; k < schema.size(); ++k) check_buffer(schema[k], s.state[k], s.param, who);
+    const bool counted = !schema.empty() && schema[0].name == kStepBuffer;
+    s.t = counted ? read_step(s.state[0], who) + 1 : 0;
+    for (size_t k = counted ? 1 : 0; k < schema.size(); ++k) check_buffer(schema[k], s.state[k], s.param, who);
     algo.check_state(h, s, who);
   }
   check_no_overlap(slots, schemas);
   algo.step(h, slots, alloc);
-  for (Slot& s : slots) write_step(s.state[0], s.t);
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (!schemas[i].empty() && schemas[i][0].name == kStepBuffer) write_step(slots[i].state[0], slots[i].t);
 }
 
 }  // namespace adapprox

@@ -38,18 +38,20 @@ struct BufferSpec {
   std::string fill_from;        // or the hyperparameter that gives it (Adagrad's sum)
 };
 
-// The step counter is the first buffer of every schema: a 0-d buffer named "step" holding the
-// number of steps taken, float32 (torch's choice) or float64; the driver reads it, the step
-// uses t = step + 1, and the driver writes t back once the step succeeded.
+// The step counter, where an optimizer keeps one (all but SGD, as in torch), is the first buffer
+// of its schema: a 0-d buffer named "step" holding the number of steps taken, float32 (torch's
+// choice) or float64; the driver reads it, the step uses t = step + 1, and the driver writes t
+// back once the step succeeded.
 constexpr const char* kStepBuffer = "step";
 
 // One parameter in one step.
 struct Slot {
   TensorRef param;               // written in place
   TensorRef grad;                // read only
-  std::vector<TensorRef> state;  // schema order, "step" first
+  std::vector<TensorRef> state;  // schema order, "step" first where there is one
   uint64_t index = 0;            // stable parameter index (part of random keys)
-  int64_t t = 0;                 // this step's count (stored step + 1), set by the driver
+  bool fresh = false;            // the front created every state buffer for this step (first step)
+  int64_t t = 0;                 // this step's count (stored step + 1; 0 without a counter), set by the driver
 };
 
 // New buffers for `resized` state. The front owns what it hands out; a buffer it returns is
@@ -71,7 +73,7 @@ class Algorithm {
   // Rules across hyperparameters, beyond each one's range (nesterov needs momentum > 0, ...).
   // `h` is complete and in range. Throws Error(value).
   virtual void validate(const Hyper& h) const {}
-  // The state buffers of a parameter of this shape and dtype under `h`, "step" first.
+  // The state buffers of a parameter of this shape and dtype under `h`, "step" first where kept.
   virtual std::vector<BufferSpec> schema(const Hyper& h, const std::vector<int64_t>& shape, DType dtype) const = 0;
   // Complex parameters stepped as their real views (torch's view_as_real semantics).
   virtual bool supports_complex() const { return false; }
