@@ -1,105 +1,115 @@
-#include "adapprox/adafactor.hpp"
-
+// Adafactor (Shazeer and Stern 2018) in two modes. Parameters with >= 2 dimensions are viewed as
+// (batch, m, n) = (prod(shape[:-2]), shape[-2], shape[-1]) and keep a row factor R (batch x m,
+// an EMA of mean_j g^2 over the last dimension) and a column factor C (batch x n, over the
+// second-to-last); 0-D and 1-D parameters keep a dense second moment V. With t the step count:
+//
+//   mode paper (the paper's Algorithms 4-6, with relative step and update clipping):
+//     rho_t   = relative_step ? min(lr, 1 / sqrt(t)) : lr      (lr = 1e-2: the paper's constant)
+//     alpha_t = scale_parameter ? max(eps2, RMS(theta_{t-1})) * rho_t : rho_t
+//     w_t     = t^beta2_decay                                  (1 - beta2hat_t, beta2hat_t = 1 - t^-0.8)
+//     R = (1 - w_t) R + w_t mean_j(g^2 + eps1),  C = (1 - w_t) C + w_t mean_i(g^2 + eps1)
+//     Vhat = R C^T / mean(R)   (per batch; the same as the paper's sums R C / 1^T R)
+//     U = g / sqrt(Vhat),  Uhat = U / max(1, RMS(U) / d)
+//     step = alpha_t Uhat;  with beta1 > 0: m = beta1 m + (1 - beta1) step, step = m
+//     theta = theta - alpha_t * weight_decay * theta - step    (decoupled decay, scaled by alpha_t)
+//
+//   mode torch (torch.optim.Adafactor, _single_tensor_adafactor, step for step):
+//     rho_t   = min(lr, 1 / sqrt(t)),  alpha_t = max(eps2, RMS(theta_{t-1})) * rho_t
+//     theta  *= 1 - lr * weight_decay
+//     R, C (or V) EMAs of plain g^2 (no eps1 inside),  Vhat = R C^T / max(mean(R), eps1)
+//     U = g / sqrt(max(Vhat, eps1^2)),  theta -= alpha_t / max(1, RMS(U) / d) * U
+//     (no first moment; eps1 "auto" = machine epsilon of the first parameter's dtype in the call,
+//     which is what torch's eps=(None, .) resolves to).
+//
+// maximize negates the gradient. float64 parameters are stepped in double with float64 state;
+// float32 in float; bf16/fp16 through float32 copies with float32 state. Any other dense layout
+// (channels_last, ...) is stepped through C-ordered copies, with the same result bit for bit.
+//
+// State (torch.optim.Adafactor's names and shapes): "step"; for >= 2-D parameters row_var
+// shape[:-1] + (1,) and col_var shape[:-2] + (1, n), C-contiguous; for 0-D/1-D variance, like the
+// parameter; in paper mode with beta1 > 0 also exp_avg, like the parameter. float64 for float64
+// parameters, float32 otherwise.
+//
+// Hyperparameters (numbers throughout): mode 0 = torch (the default), 1 = paper; eps1_auto 1 =
+// eps1 is the machine epsilon of the first parameter's dtype in the call (torch's eps=(None, .)),
+// whatever eps1 says. The spec-string conventions that depend on which keys were given (eps1
+// given alone turns eps1_auto off; paper mode with neither uses the paper's eps1 = 1e-30) belong
+// to the fronts, which see the given keys.
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <limits>
-#include <type_traits>
+#include <memory>
 #include <sstream>
-#include <unordered_set>
+#include <type_traits>
 
 #include "adapprox/thread_pool.hpp"
+#include "algorithms.hpp"
 #include "isa.hpp"
+#include "staged.hpp"
 
 namespace adapprox {
-
-void validate(const AdafactorHyper& h) {
-  auto bad = [](const std::string& what) { throw Error(ErrorKind::value, what); };
-  auto num = [](double x) {
-    std::ostringstream os;
-    os << x;
-    return os.str();
-  };
-  const bool paper = h.mode == AdafactorMode::paper;
-  if (!(h.lr >= 0)) bad("lr must be >= 0, got " + num(h.lr));
-  if (!(h.beta2_decay <= 0)) bad("beta2_decay must be <= 0, got " + num(h.beta2_decay));
-  if (!h.eps1_auto && !(h.eps1 >= 0)) bad("eps[0] (eps1) must be >= 0, got " + num(h.eps1));
-  if (!(h.eps2 >= 0)) bad("eps[1] (eps2) must be >= 0, got " + num(h.eps2));
-  if (paper ? !(h.d > 0) : !(h.d >= 1))
-    bad(std::string("d (clipping threshold) must be ") + (paper ? "> 0" : ">= 1 in torch mode") + ", got " + num(h.d));
-  if (!(h.weight_decay >= 0)) bad("weight_decay must be >= 0, got " + num(h.weight_decay));
-  if (paper) {
-    if (!(h.beta1 >= 0 && h.beta1 < 1)) bad("beta1 must be None or in [0, 1), got " + num(h.beta1));
-  } else if (h.beta1 != 0) {
-    bad("beta1 is only available in paper mode (torch.optim.Adafactor keeps no first moment)");
-  }
-}
-
-AdafactorState::AdafactorState(std::vector<int64_t> s, DType param_dtype)
-    : shape(std::move(s)), dtype(param_dtype == DType::f64 ? DType::f64 : DType::f32) {
-  factored = shape.size() >= 2;
-  if (factored) {
-    batch = 1;
-    for (size_t i = 0; i + 2 < shape.size(); ++i) batch *= shape[i];
-    rows = shape[shape.size() - 2];
-    cols = shape.back();
-  } else {
-    batch = 1;
-    rows = 1;
-    cols = shape.empty() ? 1 : shape[0];
-  }
-}
-
 namespace {
 
-template <class T>
-int64_t bytes_of(const AdafactorBuffers<T>& b) {
-  return static_cast<int64_t>(sizeof(T) * (b.row_var.size() + b.col_var.size() + b.variance.size() + b.exp_avg.size()));
+enum class AdafactorMode { torch, paper };
+
+struct AdafactorHyper {
+  AdafactorMode mode = AdafactorMode::torch;
+  double lr = 1e-2;
+  double beta2_decay = -0.8;
+  double eps1 = 0.0;
+  bool eps1_auto = true;  // eps1 = machine epsilon of the first parameter's dtype
+  double eps2 = 1e-3;
+  double d = 1.0;
+  double weight_decay = 0.0;
+  double beta1 = 0.0;           // paper mode only; 0 keeps no first moment
+  bool relative_step = true;    // paper mode only
+  bool scale_parameter = true;  // paper mode only
+  bool maximize = false;
+};
+
+AdafactorHyper native(const Hyper& h) {
+  AdafactorHyper a;
+  a.mode = h.at("mode") == 1 ? AdafactorMode::paper : AdafactorMode::torch;
+  a.lr = h.at("lr");
+  a.beta2_decay = h.at("beta2_decay");
+  a.eps1 = h.at("eps1");
+  a.eps1_auto = h.at("eps1_auto") != 0;
+  a.eps2 = h.at("eps2");
+  a.d = h.at("d");
+  a.weight_decay = h.at("weight_decay");
+  a.beta1 = h.at("beta1");
+  a.relative_step = h.at("relative_step") != 0;
+  a.scale_parameter = h.at("scale_parameter") != 0;
+  a.maximize = h.at("maximize") != 0;
+  return a;
 }
 
-template <class T>
-bool buffers_empty(const AdafactorBuffers<T>& b) {
-  return b.row_var.empty() && b.col_var.empty() && b.variance.empty() && b.exp_avg.empty();
-}
-
-template <class T>
-void check_buffers(const AdafactorState& st, const AdafactorBuffers<T>& b) {
-  auto bad = [&](const std::string& what) {
-    throw Error(ErrorKind::state, "state for parameter of shape " + shape_str(st.shape) + ": " + what);
-  };
-  auto size_ok = [](const std::vector<T>& v, int64_t n) { return v.empty() || static_cast<int64_t>(v.size()) == n; };
-  const int64_t n = st.numel();
-  if (!size_ok(b.exp_avg, n)) bad("exp_avg has the wrong number of elements");
-  if (st.factored) {
-    if (!b.variance.empty()) bad("a factored (>= 2-D) parameter has no dense variance");
-    if (!size_ok(b.row_var, st.batch * st.rows)) bad("row_var has the wrong number of elements");
-    if (!size_ok(b.col_var, st.batch * st.cols)) bad("col_var has the wrong number of elements");
-    const bool has_r = static_cast<int64_t>(b.row_var.size()) == st.batch * st.rows;
-    const bool has_c = static_cast<int64_t>(b.col_var.size()) == st.batch * st.cols;
-    if (st.step > 0 && !(has_r && has_c)) bad("row_var and col_var are required after the first step");
-  } else {
-    if (!b.row_var.empty() || !b.col_var.empty()) bad("a 0-D or 1-D parameter has no row_var/col_var");
-    if (!size_ok(b.variance, n)) bad("variance has the wrong number of elements");
-    if (st.step > 0 && static_cast<int64_t>(b.variance.size()) != n) bad("variance is required after the first step");
+// The shape seen as (batch, m, n): >= 2-D parameters factored, 0-D/1-D as (1, 1, numel).
+struct Dims {
+  bool factored = false;
+  int64_t batch = 1, rows = 1, cols = 0;
+  explicit Dims(const std::vector<int64_t>& shape) {
+    factored = shape.size() >= 2;
+    if (factored) {
+      for (size_t i = 0; i + 2 < shape.size(); ++i) batch *= shape[i];
+      rows = shape[shape.size() - 2];
+      cols = shape.back();
+    } else {
+      cols = shape.empty() ? 1 : shape[0];
+    }
   }
-}
+  int64_t numel() const { return batch * rows * cols; }
+};
 
-}  // namespace
-
-int64_t AdafactorState::state_bytes() const { return bytes_of(f32) + bytes_of(f64); }
-
-void AdafactorState::check() const {
-  if (step < 0) throw Error(ErrorKind::state, "state for parameter of shape " + shape_str(shape) + ": step must be >= 0");
-  if (dtype == DType::f64) {
-    if (!buffers_empty(f32)) throw Error(ErrorKind::state, "float64 state holds float32 buffers");
-    check_buffers(*this, f64);
-  } else {
-    if (!buffers_empty(f64)) throw Error(ErrorKind::state, "float32 state holds float64 buffers");
-    check_buffers(*this, f32);
-  }
-}
-
-namespace {
+// The state buffers of one parameter, C-ordered (null where the schema has none).
+template <class T>
+struct Buffers {
+  T* row_var = nullptr;   // batch x m (factored)
+  T* col_var = nullptr;   // batch x n (factored)
+  T* variance = nullptr;  // numel (not factored)
+  T* exp_avg = nullptr;   // numel (paper mode with beta1 > 0)
+};
 
 constexpr int64_t kGrain = 1 << 14;  // elements per chunk, at least
 constexpr int64_t kBig = 1 << 16;    // parameters this large use every thread on their own
@@ -239,31 +249,21 @@ inline void row_apply(const FactoredRule<T>& rule, const ApplyScalars<T>& c, T* 
 }
 
 template <class T>
-void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& h, double eps1) {
-  AdafactorBuffers<T>& bf = st.buffers<T>();
+void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const AdafactorHyper& h, double eps1,
+                int64_t step) {
   const bool paper = h.mode == AdafactorMode::paper;
-  const int64_t N = st.numel();
-  const int64_t B = st.batch, m = st.rows, n = st.cols;
-  if (st.factored) {
-    if (bf.row_var.empty()) bf.row_var.assign(B * m, T(0));
-    if (bf.col_var.empty()) bf.col_var.assign(B * n, T(0));
-  } else if (bf.variance.empty()) {
-    bf.variance.assign(N, T(0));
-  }
+  const int64_t N = dims.numel();
+  const int64_t B = dims.batch, m = dims.rows, n = dims.cols;
   const bool use_m = paper && h.beta1 > 0;
-  if (use_m && bf.exp_avg.empty()) bf.exp_avg.assign(N, T(0));
-  const double t = static_cast<double>(st.step + 1);
-  if (N == 0) {
-    st.step += 1;
-    return;
-  }
+  const double t = static_cast<double>(step);
+  if (N == 0) return;
   const T w = static_cast<T>(std::pow(t, h.beta2_decay));
   const double add = paper ? eps1 : 0.0;  // paper: eps1 inside the averages
 
   // Pass 1: statistics of g^2 (and the EMAs), sum of theta^2.
   double theta_sq = 0;
   std::vector<T> den;  // per batch: mean(R) (torch: clamped to eps1)
-  if (st.factored) {
+  if (dims.factored) {
     const int64_t FR = B * m;
     // Partial column sums per chunk stay under 2M doubles.
     const int64_t max_chunks = std::max<int64_t>(1, (int64_t(1) << 21) / std::max<int64_t>(1, n));
@@ -302,8 +302,8 @@ void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& 
       for (const Part& p : parts[c])
         for (int64_t j = 0; j < n; ++j) colsum[p.b * n + j] += p.v[j];
     }
-    T* R = bf.row_var.data();
-    T* C = bf.col_var.data();
+    T* R = bf.row_var;
+    T* C = bf.col_var;
     for (int64_t r = 0; r < FR; ++r) R[r] = lerp(R[r], static_cast<T>(rowsum[r] / n + add), w);
     for (int64_t k = 0; k < B * n; ++k) C[k] = lerp(C[k], static_cast<T>(colsum[k] / m + add), w);
     den.resize(B);
@@ -316,7 +316,7 @@ void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& 
   } else {
     const int chunks = chunk_count(N, kGrain);
     std::vector<double> tsq(chunks, 0.0);
-    T* V = bf.variance.data();
+    T* V = bf.variance;
     const T addT = static_cast<T>(add);
     parallel_chunks(N, kGrain, [&](int c, int64_t i0, int64_t i1) {
       double ts = 0;
@@ -330,14 +330,14 @@ void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& 
   }
 
   const T sign = h.maximize ? T(-1) : T(1);
-  const T* V = bf.variance.data();
+  const T* V = bf.variance;
   const UpdateRule<T> rule{paper, static_cast<T>(eps1 * eps1), sign};
   // Factored: the row and column factors of 1 / sqrt(Vhat) (see FactoredRule).
   const FactoredRule<T> frule{sign, paper || eps1 == 0 ? std::numeric_limits<T>::infinity() : static_cast<T>(1 / eps1)};
   std::vector<T> ra, cb;
-  if (st.factored) {
-    const T* R = bf.row_var.data();
-    const T* C = bf.col_var.data();
+  if (dims.factored) {
+    const T* R = bf.row_var;
+    const T* C = bf.col_var;
     ra.resize(B * m);
     cb.resize(B * n);
     for (int64_t r = 0; r < B * m; ++r) {
@@ -349,15 +349,15 @@ void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& 
       cb[k] = paper && x == 0 ? T(0) : static_cast<T>(std::sqrt(static_cast<double>(den[k / n]) / x));
     }
   }
-  const int64_t grain = st.factored ? row_grain(n) : kGrain;
-  const int64_t units = st.factored ? B * m : N;  // rows, or elements
+  const int64_t grain = dims.factored ? row_grain(n) : kGrain;
+  const int64_t units = dims.factored ? B * m : N;  // rows, or elements
 
   // Pass 2: RMS(U) for the update clipping.
   std::vector<double> usq(chunk_count(units, grain), 0.0);
   parallel_chunks(units, grain, [&](int c, int64_t u0, int64_t u1) {
     with_best_isa([&] {
       double s = 0;
-      if (st.factored) {
+      if (dims.factored) {
         for (int64_t r = u0; r < u1; ++r) s += row_update_sq(frule, g + r * n, ra[r], cb.data() + (r / m) * n, n);
       } else {
         for (int64_t i = u0; i < u1; ++i) {
@@ -388,12 +388,12 @@ void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& 
     ac.decay = static_cast<T>(1 - h.lr * h.weight_decay);
     ac.scale = static_cast<T>(-alpha / denom);
   }
-  T* mom = use_m ? bf.exp_avg.data() : nullptr;
+  T* mom = use_m ? bf.exp_avg : nullptr;
   auto pass3 = [&](auto mode) {
     constexpr ApplyMode M = decltype(mode)::value;
     parallel_chunks(units, grain, [&](int, int64_t u0, int64_t u1) {
       with_best_isa([&] {
-        if (st.factored) {
+        if (dims.factored) {
           for (int64_t r = u0; r < u1; ++r)
             row_apply<M>(frule, ac, theta + r * n, g + r * n, ra[r], cb.data() + (r / m) * n,
                          mom ? mom + r * n : nullptr, n);
@@ -406,62 +406,127 @@ void step_typed(AdafactorState& st, T* theta, const T* g, const AdafactorHyper& 
   if (!paper) pass3(std::integral_constant<ApplyMode, ApplyMode::torch>{});
   else if (!use_m) pass3(std::integral_constant<ApplyMode, ApplyMode::paper>{});
   else pass3(std::integral_constant<ApplyMode, ApplyMode::paper_momentum>{});
-  st.step += 1;
 }
 
-void step_one(AdafactorSlot& s, const AdafactorHyper& h, double eps1) {
-  AdafactorState& st = *s.state;
-  if (s.param.dtype == DType::f64) {
-    step_typed<double>(st, static_cast<double*>(s.param.data), static_cast<const double*>(s.grad.data), h, eps1);
-    return;
+// One parameter in the math dtype T: parameter, gradient and like-parameter state are used in
+// place when C-contiguous (and, for the parameter and gradient, of dtype T), else through
+// C-ordered copies written back once; row_var/col_var are C-contiguous (the driver checked).
+template <class T>
+void step_slot(Slot& s, const AdafactorHyper& h, double eps1) {
+  const Dims dims(s.param.shape);
+  if (dims.numel() == 0) return;
+  const bool use_m = h.mode == AdafactorMode::paper && h.beta1 > 0;
+  Staged<T> theta(s.param), grad(s.grad);
+  Buffers<T> bf;
+  std::vector<std::unique_ptr<Staged<T>>> like;  // like-parameter state
+  auto stage = [&](const TensorRef& b) {
+    like.push_back(std::make_unique<Staged<T>>(b));
+    return like.back()->data();
+  };
+  size_t k = 1;  // after "step"
+  if (dims.factored) {
+    bf.row_var = static_cast<T*>(s.state[k++].data);
+    bf.col_var = static_cast<T*>(s.state[k++].data);
+  } else {
+    bf.variance = stage(s.state[k++]);
   }
-  if (s.param.dtype == DType::f32) {
-    step_typed<float>(st, static_cast<float*>(s.param.data), static_cast<const float*>(s.grad.data), h, eps1);
-    return;
-  }
-  // bf16/fp16: float32 copies, one rounding back to the parameter dtype.
-  std::vector<float> theta(st.numel()), grad(st.numel());
-  to_float32(s.param, theta.data());
-  to_float32(s.grad, grad.data());
-  step_typed<float>(st, theta.data(), grad.data(), h, eps1);
-  from_float32(theta.data(), s.param);
+  if (use_m) bf.exp_avg = stage(s.state[k++]);
+  step_typed<T>(dims, bf, theta.data(), grad.data(), h, eps1, s.t);
+  theta.store();
+  for (const auto& b : like) b->store();
 }
 
-void check_slot(const AdafactorSlot& s, size_t i) {
-  std::ostringstream who;
-  who << "params[" << i << "]";
-  auto bad = [&](ErrorKind k, const std::string& what) { throw Error(k, who.str() + ": " + what); };
-  if (!s.state) bad(ErrorKind::value, "missing optimizer state");
-  check_param_grad(s.param, s.grad, s.state->shape, i);
-  const DType want = s.param.dtype == DType::f64 ? DType::f64 : DType::f32;
-  if (s.state->dtype != want)
-    bad(ErrorKind::state, std::string("optimizer state holds ") + dtype_name(s.state->dtype) +
-                              " buffers, a " + dtype_name(s.param.dtype) + " parameter needs " + dtype_name(want));
-  s.state->check();
+void step_one(Slot& s, const AdafactorHyper& h, double eps1) {
+  if (s.param.dtype == DType::f64)
+    step_slot<double>(s, h, eps1);
+  else
+    step_slot<float>(s, h, eps1);  // float32, and bf16/fp16 through float32 copies
 }
+
+class Adafactor final : public Algorithm {
+ public:
+  std::string name() const override { return "adafactor"; }
+  std::string summary() const override {
+    return "Adafactor: factored second moment (row/column EMAs), torch.optim.Adafactor or the paper's mode";
+  }
+  const std::vector<HyperParam>& hyper_params() const override {
+    const double inf = std::numeric_limits<double>::infinity();
+    static const std::vector<HyperParam> params = {
+        {"mode", 0, 0, 1, false, false, true, "0: torch.optim.Adafactor, 1: the paper (relative step, eps1 inside)"},
+        {"lr", 1e-2, 0, inf, false, false, false, "learning rate (the cap of the relative step)"},
+        {"beta2_decay", -0.8, -inf, 0, false, false, false, "second-moment weight t^beta2_decay"},
+        {"eps1", 0, 0, inf, false, false, false, "eps[0]: regularises the second moment (unless eps1_auto)"},
+        {"eps1_auto", 1, 0, 1, false, false, true, "1: eps1 = machine epsilon of the first parameter's dtype"},
+        {"eps2", 1e-3, 0, inf, false, false, false, "eps[1]: floor of RMS(theta) in the step size"},
+        {"d", 1, 0, inf, true, false, false, "update clipping threshold (>= 1 in torch mode)"},
+        {"weight_decay", 0, 0, inf, false, false, false, "decoupled weight decay"},
+        {"beta1", 0, 0, 1, false, true, false, "paper mode: first-moment decay (0 keeps none)"},
+        {"relative_step", 1, 0, 1, false, false, true, "paper mode: rho_t = min(lr, 1/sqrt(t)) (0: lr)"},
+        {"scale_parameter", 1, 0, 1, false, false, true, "paper mode: scale the step by max(eps2, RMS(theta))"},
+        {"maximize", 0, 0, 1, false, false, true, "maximize the objective"},
+    };
+    return params;
+  }
+  void validate(const Hyper& h) const override {
+    if (h.at("mode") == 1) return;
+    auto bad = [](const std::string& what) { throw Error(ErrorKind::value, what); };
+    if (h.at("relative_step") != 1 || h.at("scale_parameter") != 1)
+      bad("relative_step and scale_parameter are options of mode=1 (paper) only");
+    if (!(h.at("d") >= 1)) {
+      std::ostringstream os;
+      os << "d (clipping threshold) must be >= 1 in torch mode, got " << h.at("d");
+      bad(os.str());
+    }
+    if (h.at("beta1") != 0) bad("beta1 is only available in paper mode (torch.optim.Adafactor keeps no first moment)");
+  }
+  std::vector<BufferSpec> schema(const Hyper& h, const std::vector<int64_t>& shape, DType dtype) const override {
+    const DType sd = algorithms::math_dtype(dtype);
+    std::vector<BufferSpec> s = {algorithms::step_buffer()};
+    if (shape.size() >= 2) {
+      BufferSpec row, col;
+      row.name = "row_var";
+      row.dtype = sd;
+      row.shape.assign(shape.begin(), shape.end() - 1);
+      row.shape.push_back(1);
+      col.name = "col_var";
+      col.dtype = sd;
+      col.shape.assign(shape.begin(), shape.end() - 2);
+      col.shape.push_back(1);
+      col.shape.push_back(shape.back());
+      s.push_back(row);
+      s.push_back(col);
+    } else {
+      s.push_back(algorithms::like_param("variance", sd, shape));
+    }
+    if (h.at("mode") == 1 && h.at("beta1") > 0) s.push_back(algorithms::like_param("exp_avg", sd, shape));
+    return s;
+  }
+  void step(const Hyper& hyper, std::vector<Slot>& slots, Allocator&) const override {
+    if (slots.empty()) return;
+    const AdafactorHyper h = native(hyper);
+    // torch resolves eps=(None, .) once per group, from the first parameter with a gradient.
+    const double eps1 = h.eps1_auto ? machine_eps(slots[0].param.dtype) : h.eps1;
+    // Large parameters one after another, each with every thread; the rest side by side.
+    std::vector<Slot*> small;
+    for (Slot& s : slots) {
+      if (s.param.numel() >= kBig)
+        step_one(s, h, eps1);
+      else
+        small.push_back(&s);
+    }
+    parallel_chunks(static_cast<int64_t>(small.size()), 1, [&](int, int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) step_one(*small[i], h, eps1);
+    });
+  }
+};
 
 }  // namespace
 
-void adafactor_step(std::vector<AdafactorSlot>& slots, const AdafactorHyper& h) {
-  validate(h);
-  for (size_t i = 0; i < slots.size(); ++i) check_slot(slots[i], i);
-  std::unordered_set<const AdafactorState*> seen;
-  for (size_t i = 0; i < slots.size(); ++i)
-    if (!seen.insert(slots[i].state).second)
-      throw Error(ErrorKind::value, "params[" + std::to_string(i) + "]: shares its optimizer state with another parameter");
-  if (slots.empty()) return;
-  // torch resolves eps=(None, .) once per group, from the first parameter with a gradient.
-  const double eps1 = h.eps1_auto ? machine_eps(slots[0].param.dtype) : h.eps1;
-  std::vector<AdafactorSlot*> small;
-  for (auto& s : slots) {
-    if (s.param.numel() >= kBig)
-      step_one(s, h, eps1);
-    else
-      small.push_back(&s);
-  }
-  parallel_chunks(static_cast<int64_t>(small.size()), 1, [&](int, int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) step_one(*small[i], h, eps1);
-  });
+namespace algorithms {
+const Algorithm* adafactor() {
+  static const Adafactor instance;
+  return &instance;
 }
+}  // namespace algorithms
 
 }  // namespace adapprox
