@@ -3,11 +3,11 @@
 //   clr = lr / (1 + (step - 1) * lr_decay)
 //   sum += g * g                  (sum starts at initial_accumulator_value)
 //   p -= clr * g / (sqrt(sum) + eps)
-// The framework zero-fills `sum`; the first step (st.step == 1) starts from initial_accumulator_value.
+// The front creates `sum` filled with initial_accumulator_value (the schema says so).
 #include <cmath>
 
 #include "elementwise_kernel.hpp"
-#include "elementwise_registry.hpp"
+#include "algorithms.hpp"
 #include "fused_madd.hpp"
 
 namespace adapprox::algorithms {
@@ -18,13 +18,13 @@ ADAPPROX_ALWAYS_INLINE void adagrad_loop(const Hyper& h, const ElementwiseState&
                                          T* const* bufs) {
   const double wd_d = h.at("weight_decay");
   const double clr = h.at("lr") / (1 + double(st.step - 1) * h.at("lr_decay"));
-  const T neg_clr = T(-clr), wd = T(wd_d), eps = T(h.at("eps")), init = T(h.at("initial_accumulator_value"));
-  const bool maximize = flag(h, "maximize"), decay = wd_d != 0, first = st.step == 1;
+  const T neg_clr = T(-clr), wd = T(wd_d), eps = T(h.at("eps"));
+  const bool maximize = flag(h, "maximize"), decay = wd_d != 0;
   T* sum = bufs[0];
   for (int64_t i = 0; i < n; ++i) {
     T gi = maximize ? -g[i] : g[i];
     if (decay) gi = madd<Fused>(wd, p[i], gi);                  // grad.add(param, alpha=wd)
-    const T s = madd<Fused>(gi, gi, first ? init : sum[i]);      // state_sum.addcmul_(g, g, value=1)
+    const T s = madd<Fused>(gi, gi, sum[i]);      // state_sum.addcmul_(g, g, value=1)
     sum[i] = s;
     const T std_ = std::sqrt(s) + eps;                           // state_sum.sqrt().add_(eps)
     p[i] = p[i] + neg_clr * gi / std_;                           // param.addcdiv_(g, std, value=-clr)
@@ -48,22 +48,26 @@ struct AdagradKernel {
 class Adagrad final : public KernelAlgorithm<AdagradKernel> {
  public:
   std::string name() const override { return "adagrad"; }
-  Hyper defaults() const override {
-    return {{"lr", 1e-2}, {"lr_decay", 0.0}, {"weight_decay", 0.0}, {"initial_accumulator_value", 0.0},
-            {"eps", 1e-10}, {"maximize", 0}};
-  }
-  void validate(const Hyper& h) const override {
-    require_nonneg(h, "lr");
-    require_nonneg(h, "lr_decay");
-    require_nonneg(h, "weight_decay");
-    require_nonneg(h, "initial_accumulator_value");
-    require_nonneg(h, "eps");
+  std::string summary() const override { return "torch.optim.Adagrad (dense gradients)"; }
+  const std::vector<HyperParam>& hyper_params() const override {
+    static const std::vector<HyperParam> hp = {
+        hp_real("lr", 1e-2, "learning rate"),
+        hp_real("lr_decay", 0.0, "clr = lr / (1 + (t - 1) lr_decay)"),
+        hp_real("weight_decay", 0.0, "L2 penalty"),
+        hp_real("initial_accumulator_value", 0.0, "starting value of sum"),
+        hp_real("eps", 1e-10, "added to the denominator"),
+        hp_flag("maximize", false, "maximize the objective"),
+    };
+    return hp;
   }
   std::vector<std::string> buffer_names(const Hyper&) const override { return {"sum"}; }
 };
 
 }  // namespace
 
-std::unique_ptr<ElementwiseAlgorithm> make_adagrad() { return std::make_unique<Adagrad>(); }
+const Algorithm* adagrad() {
+  static const Adagrad a;
+  return &a;
+}
 
 }  // namespace adapprox::algorithms

@@ -12,7 +12,7 @@
 #include <cmath>
 
 #include "elementwise_kernel.hpp"
-#include "elementwise_registry.hpp"
+#include "algorithms.hpp"
 
 namespace adapprox::algorithms {
 namespace {
@@ -88,12 +88,19 @@ struct AdamKernel {
   }
 };
 
-void validate_adam(const Hyper& h) {
-  require_nonneg(h, "lr");
-  require_nonneg(h, "eps");
-  require_unit(h, "beta1");
-  require_unit(h, "beta2");
-  require_nonneg(h, "weight_decay");
+std::vector<HyperParam> adam_hyper(double weight_decay, bool decoupled_option) {
+  std::vector<HyperParam> hp = {
+      hp_real("lr", 1e-3, "learning rate"),
+      hp_unit("beta1", 0.9, "decay of the first moment (betas[0])"),
+      hp_unit("beta2", 0.999, "decay of the second moment (betas[1])"),
+      hp_real("eps", 1e-8, "added to the denominator"),
+      hp_real("weight_decay", weight_decay, decoupled_option ? "L2 penalty (decoupled with decoupled_weight_decay)"
+                                                             : "decoupled weight decay"),
+      hp_flag("amsgrad", false, "keep the running maximum of the second moment"),
+      hp_flag("maximize", false, "maximize the objective"),
+  };
+  if (decoupled_option) hp.push_back(hp_flag("decoupled_weight_decay", false, "AdamW-style weight decay"));
+  return hp;
 }
 
 std::vector<std::string> adam_buffers(const Hyper& h) {
@@ -104,28 +111,34 @@ std::vector<std::string> adam_buffers(const Hyper& h) {
 class Adam final : public KernelAlgorithm<AdamKernel<false>> {
  public:
   std::string name() const override { return "adam"; }
-  Hyper defaults() const override {
-    return {{"lr", 1e-3},         {"beta1", 0.9},   {"beta2", 0.999},  {"eps", 1e-8},
-            {"weight_decay", 0.0}, {"amsgrad", 0}, {"maximize", 0}, {"decoupled_weight_decay", 0}};
+  std::string summary() const override { return "torch.optim.Adam (L2 or decoupled weight decay, AMSGrad)"; }
+  const std::vector<HyperParam>& hyper_params() const override {
+    static const std::vector<HyperParam> hp = adam_hyper(0.0, true);
+    return hp;
   }
-  void validate(const Hyper& h) const override { validate_adam(h); }
   std::vector<std::string> buffer_names(const Hyper& h) const override { return adam_buffers(h); }
 };
 
 class AdamW final : public KernelAlgorithm<AdamKernel<true>> {
  public:
   std::string name() const override { return "adamw"; }
-  Hyper defaults() const override {
-    return {{"lr", 1e-3},          {"beta1", 0.9}, {"beta2", 0.999}, {"eps", 1e-8},
-            {"weight_decay", 1e-2}, {"amsgrad", 0}, {"maximize", 0}};
+  std::string summary() const override { return "torch.optim.AdamW (decoupled weight decay, AMSGrad)"; }
+  const std::vector<HyperParam>& hyper_params() const override {
+    static const std::vector<HyperParam> hp = adam_hyper(1e-2, false);
+    return hp;
   }
-  void validate(const Hyper& h) const override { validate_adam(h); }
   std::vector<std::string> buffer_names(const Hyper& h) const override { return adam_buffers(h); }
 };
 
 }  // namespace
 
-std::unique_ptr<ElementwiseAlgorithm> make_adam() { return std::make_unique<Adam>(); }
-std::unique_ptr<ElementwiseAlgorithm> make_adamw() { return std::make_unique<AdamW>(); }
+const Algorithm* adam() {
+  static const Adam a;
+  return &a;
+}
+const Algorithm* adamw() {
+  static const AdamW a;
+  return &a;
+}
 
 }  // namespace adapprox::algorithms

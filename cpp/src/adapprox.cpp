@@ -1,11 +1,17 @@
+// Adapprox (the math: adapprox.hpp) as the registry entry "adapprox".
 #include "adapprox/adapprox.hpp"
 
+#include <climits>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <memory>
 #include <sstream>
 
+#include "algorithms.hpp"
 #include "as_rsi_impl.hpp"
 #include "row_kernels.hpp"
+#include "staged.hpp"
 
 namespace adapprox {
 
@@ -13,54 +19,61 @@ using detail::Mat;
 using detail::MapC;
 using MatF = Mat<float>;
 
+namespace {
+
+struct AdapproxHyper {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double clip_threshold = 1.0;  // d; +inf disables the RMS clip
+  double weight_decay = 0.0;    // decoupled, scaled by lr (as AdamW)
+  RsiOptions rsi;               // rank, min_rank, max_rank, tol, oversample, power_iters, seed
+  bool cosine_guidance = false;
+  bool maximize = false;
+};
+
+AdapproxHyper native(const Hyper& h) {
+  AdapproxHyper a;
+  a.lr = h.at("lr");
+  a.beta1 = h.at("beta1");
+  a.beta2 = h.at("beta2");
+  a.eps = h.at("eps");
+  a.clip_threshold = h.at("clip_threshold");
+  a.weight_decay = h.at("weight_decay");
+  a.rsi.rank = static_cast<int>(h.at("rank"));
+  a.rsi.min_rank = static_cast<int>(h.at("min_rank"));
+  a.rsi.max_rank = static_cast<int>(h.at("max_rank"));
+  a.rsi.tol = h.at("tol");
+  a.rsi.oversample = static_cast<int>(h.at("oversample"));
+  a.rsi.power_iters = static_cast<int>(h.at("power_iters"));
+  a.rsi.seed = static_cast<uint64_t>(h.at("seed"));
+  a.cosine_guidance = h.at("cosine_guidance") != 0;
+  a.maximize = h.at("maximize") != 0;
+  return a;
+}
+
+// The 2-D view of a parameter: factored (shape[0], rest) for >= 2-D parameters with elements,
+// else (1, numel) with a dense second moment.
+struct View {
+  bool factored;
+  int64_t rows, cols;
+  explicit View(const std::vector<int64_t>& shape) {
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    factored = shape.size() >= 2 && numel > 0;
+    rows = factored ? shape[0] : 1;
+    cols = factored ? numel / shape[0] : numel;
+  }
+};
+
+// Schema positions after "step".
+constexpr size_t kQ = 1, kU = 2;  // factored parameters
+constexpr size_t kV = 1;          // 0-D/1-D parameters
+
 struct Sums3 {
   double v[3] = {0, 0, 0};  // sum m*mhat, sum m*m, sum mhat*mhat (cosine guidance)
 };
-
-void validate(const AdapproxHyper& h) {
-  auto bad = [](const std::string& what) { throw Error(ErrorKind::value, what); };
-  auto num = [](double x) { std::ostringstream os; os << x; return os.str(); };
-  if (!(h.lr >= 0)) bad("lr must be >= 0, got " + num(h.lr));
-  if (!(h.beta1 >= 0 && h.beta1 < 1)) bad("betas[0] (beta1) must be in [0, 1), got " + num(h.beta1));
-  if (!(h.beta2 >= 0 && h.beta2 < 1)) bad("betas[1] (beta2) must be in [0, 1), got " + num(h.beta2));
-  if (!(h.eps >= 0)) bad("eps must be >= 0, got " + num(h.eps));
-  if (!(h.clip_threshold > 0)) bad("clip_threshold must be > 0, got " + num(h.clip_threshold));
-  if (!(h.weight_decay >= 0)) bad("weight_decay must be >= 0, got " + num(h.weight_decay));
-  int lo, hi;
-  resolve_rank_bounds(h.rsi, 4, 4, lo, hi);  // checks rank, min/max, tol, oversample, power_iters
-}
-
-AdapproxState::AdapproxState(std::vector<int64_t> s) : shape(std::move(s)) {
-  int64_t numel = 1;
-  for (int64_t d : shape) numel *= d;
-  factored = shape.size() >= 2 && numel > 0;
-  rows = factored ? shape[0] : 1;
-  cols = factored ? numel / shape[0] : numel;
-}
-
-int64_t AdapproxState::state_bytes() const {
-  return static_cast<int64_t>(sizeof(float) * (q.size() + u.size() + v.size() + m.size()));
-}
-
-void AdapproxState::check() const {
-  auto bad = [&](const std::string& what) {
-    throw Error(ErrorKind::state, "state for parameter of shape " + shape_str(shape) + ": " + what);
-  };
-  if (step < 0) bad("step must be >= 0");
-  if (!m.empty() && static_cast<int64_t>(m.size()) != numel()) bad("exp_avg has the wrong number of elements");
-  if (factored) {
-    if (!v.empty()) bad("a factored parameter has no dense second moment");
-    if (rank < 0 || rank > std::min(rows, cols)) bad("rank out of range");
-    if (step > 0 && rank < 1) bad("rank must be >= 1 after the first step");
-    if (static_cast<int64_t>(q.size()) != rows * rank) bad("factor_q must be rows x rank");
-    if (static_cast<int64_t>(u.size()) != cols * rank) bad("factor_u must be cols x rank");
-  } else {
-    if (rank != 0 || !q.empty() || !u.empty()) bad("a 1-D parameter has no factors");
-    if (step > 0 && static_cast<int64_t>(v.size()) != numel()) bad("exp_avg_sq has the wrong number of elements");
-  }
-}
-
-namespace {
 
 // Row-major k x n copy of an n x k matrix: each column contiguous, as the row kernels want.
 MatF columns_of(const MapC<float>& x) { return x.transpose(); }
@@ -247,120 +260,214 @@ kernels::UpdateRow update_args(const AdapproxHyper& h, float scale) {
                             static_cast<float>(h.weight_decay), scale, h.maximize ? -1.0f : 1.0f};
 }
 
-void prepare_first_moment(AdapproxState& st, const AdapproxHyper& h) {
-  if (h.beta1 > 0 && st.m.empty()) st.m.assign(st.numel(), 0.0f);
-  if (h.beta1 == 0) std::vector<float>().swap(st.m);  // b1 = 0 keeps no first moment at all
+[[noreturn]] void fail(const std::string& who, const std::string& what) {
+  throw Error(ErrorKind::state, who + ": " + what);
 }
 
-void step_factored(AdapproxState& st, float* theta, const float* g, const AdapproxHyper& h, uint64_t index) {
-  const int64_t m = st.rows, n = st.cols;
-  const int64_t t = st.step + 1;
+// A factor buffer without elements is absent (the state before the first step).
+bool absent(const TensorRef& b) { return b.numel() == 0; }
+
+// A new m x k factor buffer from the front, filled with `src`.
+TensorRef new_factor(Allocator& alloc, size_t slot, size_t buffer, int64_t rows, int k, const std::vector<float>& src) {
+  TensorRef b = alloc.allocate(slot, buffer, DType::f32, {rows, int64_t(k)});
+  if ((!b.data && rows * k > 0) || b.dtype != DType::f32 || b.shape != std::vector<int64_t>{rows, int64_t(k)} ||
+      !b.contiguous())
+    throw Error(ErrorKind::value, "the allocator returned no C-contiguous float32 buffer of shape " +
+                                      shape_str({rows, int64_t(k)}));
+  if (!src.empty()) std::memcpy(b.data, src.data(), src.size() * sizeof(float));
+  return b;
+}
+
+void step_factored(Slot& s, size_t slot, const View& v, float* theta, const float* g, float* mom,
+                   const AdapproxHyper& h, Allocator& alloc) {
+  const int64_t m = v.rows, n = v.cols;
+  const TensorRef &qb = s.state[kQ], &ub = s.state[kU];
+  const int k = absent(qb) ? 0 : static_cast<int>(qb.shape[1]);
   // 1. New factors of V_t from the old ones (computed first: nothing is written if it throws).
   //    The first product of AS-RSI also sums Mhat^2 for the clip, in the same pass over G.
-  EmaOperator op(st.q.data(), st.u.data(), st.rank, g, m, n, static_cast<float>(h.beta2),
-                 static_cast<float>(h.eps));
+  EmaOperator op(k ? static_cast<const float*>(qb.data) : nullptr, k ? static_cast<const float*>(ub.data) : nullptr,
+                 k, g, m, n, static_cast<float>(h.beta2), static_cast<float>(h.eps));
   RsiOptions ro = h.rsi;
-  if (st.rank > 0) ro.rank = st.rank;
-  ro.step = static_cast<uint64_t>(t);
-  ro.stream = index;
+  if (k > 0) ro.rank = k;
+  ro.step = static_cast<uint64_t>(s.t);
+  ro.stream = s.index;
   RsiResult<float> fresh = detail::run_as_rsi<float>(op, ro);
-  prepare_first_moment(st, h);
+  // Buffers of a new rank come from the front before anything is written.
+  TensorRef nq, nu;
+  if (fresh.rank != k) {
+    nq = new_factor(alloc, slot, kQ, m, fresh.rank, fresh.q);
+    nu = new_factor(alloc, slot, kU, n, fresh.rank, fresh.u);
+  }
 
   // 2. Elementwise update with this step's V_t (old factors): one more pass over G.
   const kernels::UpdateRow a = update_args(h, clip_scale(op.mhat_sq(), m * n, h.clip_threshold));
-  float* mom = st.m.empty() ? nullptr : st.m.data();
   const bool guided = h.cosine_guidance && mom;
   std::vector<Sums3> cos;
   op.update(a, mom, theta, guided, cos);
   if (guided) apply_guided_theta(a, mom, theta, m * n, guidance_scale(cos));
 
-  // 3. Commit the new factors.
-  st.q.swap(fresh.q);
-  st.u.swap(fresh.u);
-  st.rank = fresh.rank;
-  st.step = t;
+  // 3. Commit the new factors: in place at the same rank, else the new buffers.
+  if (fresh.rank == k) {
+    std::memcpy(qb.data, fresh.q.data(), fresh.q.size() * sizeof(float));
+    std::memcpy(ub.data, fresh.u.data(), fresh.u.size() * sizeof(float));
+  } else {
+    s.state[kQ] = nq;
+    s.state[kU] = nu;
+  }
 }
 
-void step_dense(AdapproxState& st, float* theta, const float* g, const AdapproxHyper& h) {
-  const int64_t count = st.numel();
+void step_dense(float* theta, const float* g, float* v, float* mom, int64_t count, const AdapproxHyper& h) {
   const float b2 = static_cast<float>(h.beta2);
-  if (st.v.empty()) st.v.assign(count, 0.0f);
-  prepare_first_moment(st, h);
   // v_t = b2 v + (1 - b2) g^2 (dense, already nonnegative)
-  for (int64_t i = 0; i < count; ++i) st.v[i] = b2 * st.v[i] + (1 - b2) * (g[i] * g[i]);
-  const double total = kernels::mhat_sq_row(g, st.v.data(), count, static_cast<float>(h.eps));
+  for (int64_t i = 0; i < count; ++i) v[i] = b2 * v[i] + (1 - b2) * (g[i] * g[i]);
+  const double total = kernels::mhat_sq_row(g, v, count, static_cast<float>(h.eps));
   const kernels::UpdateRow a = update_args(h, clip_scale(total, count, h.clip_threshold));
-  float* mom = st.m.empty() ? nullptr : st.m.data();
   const bool guided = h.cosine_guidance && mom;
   std::vector<Sums3> cos(1);
-  kernels::update_row(a, g, st.v.data(), count, mom, theta, !guided, guided ? cos[0].v : nullptr);
+  kernels::update_row(a, g, v, count, mom, theta, !guided, guided ? cos[0].v : nullptr);
   if (guided) apply_guided_theta(a, mom, theta, count, guidance_scale(cos));
-  st.step += 1;
 }
 
-void step_one(AdapproxSlot& s, const AdapproxHyper& h) {
-  AdapproxState& st = *s.state;
-  if (st.numel() == 0) {
-    st.step += 1;
-    return;
+// One parameter. Parameters that are not C-contiguous float32 (other dtypes: math in float32,
+// weight decay applied before the single rounding back; other layouts) are updated through
+// C-ordered float32 copies, as is like-parameter state in another layout.
+void step_one(Slot& s, size_t slot, const AdapproxHyper& h, Allocator& alloc) {
+  const View v(s.param.shape);
+  const int64_t count = v.rows * v.cols;
+  if (count == 0) return;
+  Staged<float> theta(s.param), grad(s.grad);
+  const size_t m_at = v.factored ? kU + 1 : kV + 1;  // exp_avg, when b1 > 0
+  std::unique_ptr<Staged<float>> dense, mom;
+  if (h.beta1 > 0) mom = std::make_unique<Staged<float>>(s.state[m_at]);
+  float* m = mom ? mom->data() : nullptr;
+  if (v.factored) {
+    step_factored(s, slot, v, theta.data(), grad.data(), m, h, alloc);
+  } else {
+    dense = std::make_unique<Staged<float>>(s.state[kV]);
+    step_dense(theta.data(), grad.data(), dense->data(), m, count, h);
+    dense->store();
   }
-  // Parameters that are not float32 are updated through float32 copies (math in float32,
-  // weight decay applied before the single rounding back to the parameter dtype).
-  std::vector<float> theta_buf, grad_buf;
-  float* theta = static_cast<float*>(s.param.data);
-  const float* g = static_cast<const float*>(s.grad.data);
-  if (s.param.dtype != DType::f32) {
-    theta_buf.resize(st.numel());
-    grad_buf.resize(st.numel());
-    to_float32(s.param, theta_buf.data());
-    to_float32(s.grad, grad_buf.data());
-    theta = theta_buf.data();
-    g = grad_buf.data();
-  }
-  if (st.factored)
-    step_factored(st, theta, g, h, s.index);
-  else
-    step_dense(st, theta, g, h);
-  if (s.param.dtype != DType::f32) from_float32(theta_buf.data(), s.param);
+  if (mom) mom->store();
+  theta.store();
 }
 
-void check_slot(const AdapproxSlot& s, size_t i) {
-  if (!s.state) throw Error(ErrorKind::value, "params[" + std::to_string(i) + "]: missing optimizer state");
-  check_param_grad(s.param, s.grad, s.state->shape, i);
-  s.state->check();
-}
+class Adapprox final : public Algorithm {
+ public:
+  std::string name() const override { return "adapprox"; }
+  std::string summary() const override {
+    return "Adapprox: Adam with a low-rank second moment refreshed by adaptive randomized subspace iteration";
+  }
+  const std::vector<HyperParam>& hyper_params() const override {
+    const double inf = std::numeric_limits<double>::infinity();
+    static const std::vector<HyperParam> params = {
+        {"lr", 1e-3, 0, inf, false, false, false, "learning rate"},
+        {"beta1", 0.9, 0, 1, false, true, false, "betas[0]: first-moment decay (0 keeps no first moment)"},
+        {"beta2", 0.999, 0, 1, false, true, false, "betas[1]: second-moment decay"},
+        {"eps", 1e-8, 0, inf, false, false, false, "added to the denominator"},
+        {"clip_threshold", 1, 0, inf, true, false, false, "d: RMS clip of the normalised update (inf: off)"},
+        {"weight_decay", 0, 0, inf, false, false, false, "decoupled weight decay, scaled by lr"},
+        {"rank", 1, 1, INT_MAX, false, false, true, "starting rank of the factorization"},
+        {"min_rank", 1, 1, INT_MAX, false, false, true, "smallest rank kept"},
+        {"max_rank", 0, INT_MIN, INT_MAX, false, false, true, "largest rank (<= 0: min(m, n) / 4, at least 1)"},
+        {"tol", 1e-2, 0, inf, false, false, false, "relative Frobenius error the rank is chosen against"},
+        {"oversample", 5, 0, INT_MAX, false, false, true, "extra sketch columns"},
+        {"power_iters", 1, 0, INT_MAX, false, false, true, "subspace iterations"},
+        {"cosine_guidance", 0, 0, 1, false, false, true, "scale the step by (1 + cos(M, Mhat)) / 2"},
+        {"seed", 0, 0, 18446744073709549568.0, false, false, true, "key of the Gaussian sketches"},
+        {"maximize", 0, 0, 1, false, false, true, "maximize the objective"},
+    };
+    return params;
+  }
+  void validate(const Hyper& h) const override {
+    int lo, hi;
+    resolve_rank_bounds(native(h).rsi, 4, 4, lo, hi);  // max_rank against min_rank
+  }
+  std::vector<BufferSpec> schema(const Hyper& h, const std::vector<int64_t>& shape, DType) const override {
+    const View v(shape);
+    std::vector<BufferSpec> s = {algorithms::step_buffer()};
+    if (v.factored) {
+      for (const auto& [name, len] : {std::pair<const char*, int64_t>{"factor_q", v.rows}, {"factor_u", v.cols}}) {
+        BufferSpec b;
+        b.name = name;
+        b.dtype = DType::f32;
+        b.shape = {len, 0};
+        b.resized = true;
+        s.push_back(b);
+      }
+    } else {
+      s.push_back(algorithms::like_param("exp_avg_sq", DType::f32, shape));
+    }
+    if (h.at("beta1") > 0) s.push_back(algorithms::like_param("exp_avg", DType::f32, shape));
+    return s;
+  }
+  void check_state(const Hyper&, const Slot& s, const std::string& who) const override {
+    const View v(s.param.shape);
+    if (!v.factored) return;
+    const TensorRef &q = s.state[kQ], &u = s.state[kU];
+    if (absent(q) != absent(u))
+      fail(who, std::string("state '") + (absent(q) ? "factor_q" : "factor_u") +
+                    "' is empty while the other factor is not: factor_q and factor_u come together");
+    if (absent(q)) {
+      if (s.t > 1)
+        fail(who, "state 'factor_q' is missing: a factored parameter has factor_q and factor_u after its first step "
+                  "(state 'step' = " + std::to_string(s.t - 1) + ")");
+      return;
+    }
+    if (q.shape.size() != 2 || q.shape[0] != v.rows)
+      fail(who, "state 'factor_q' must have shape (" + std::to_string(v.rows) + ", k), got " + shape_str(q.shape));
+    const int64_t k = q.shape[1];
+    if (u.shape != std::vector<int64_t>{v.cols, k})
+      fail(who, "state 'factor_u' must have shape " + shape_str({v.cols, k}) + " (factor_q has rank " +
+                    std::to_string(k) + "), got " + shape_str(u.shape));
+    if (k > std::min(v.rows, v.cols))
+      fail(who, "state 'factor_q' has rank " + std::to_string(k) + ", more than min(m, n) = " +
+                    std::to_string(std::min(v.rows, v.cols)) + " for the " + std::to_string(v.rows) + " x " +
+                    std::to_string(v.cols) + " view of the parameter");
+  }
+  void step(const Hyper& hyper, std::vector<Slot>& slots, Allocator& alloc) const override {
+    const AdapproxHyper h = native(hyper);
+    // Big matrices one after another, each with every thread; the rest side by side.
+    constexpr int64_t kBig = 1 << 16;
+    std::vector<size_t> small;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (slots[i].param.numel() >= kBig)
+        step_one(slots[i], i, h, alloc);
+      else
+        small.push_back(i);
+    }
+    parallel_chunks(static_cast<int64_t>(small.size()), 1, [&](int, int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) step_one(slots[small[i]], small[i], h, alloc);
+    });
+  }
+};
 
 }  // namespace
 
-void adapprox_step(std::vector<AdapproxSlot>& slots, const AdapproxHyper& h) {
-  validate(h);
-  for (size_t i = 0; i < slots.size(); ++i) check_slot(slots[i], i);
-  // Big matrices one after another, each with every thread; the rest side by side.
-  constexpr int64_t kBig = 1 << 16;
-  std::vector<AdapproxSlot*> small;
-  for (auto& s : slots) {
-    if (s.param.numel() >= kBig)
-      step_one(s, h);
-    else
-      small.push_back(&s);
-  }
-  parallel_chunks(static_cast<int64_t>(small.size()), 1, [&](int, int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) step_one(*small[i], h);
-  });
+namespace algorithms {
+const Algorithm* adapprox() {
+  static const Adapprox instance;
+  return &instance;
 }
+}  // namespace algorithms
 
-int64_t adapprox_step_workspace_bytes(const AdapproxState& st, const AdapproxHyper& h, int param_dtype_bytes) {
-  const int64_t conv = param_dtype_bytes == 4 ? 0 : 8 * st.numel();  // float32 copies of param and grad
-  if (!st.factored) return conv;
+int64_t adapprox_step_workspace_bytes(const std::vector<int64_t>& shape, DType param_dtype, const Hyper& hyper,
+                                      bool contiguous) {
+  const AdapproxHyper h = native(hyper);
+  const View v(shape);
+  const int64_t numel = v.rows * v.cols;
+  // float32 copies of parameter and gradient, and of like-parameter state in another layout
+  int64_t conv = param_dtype == DType::f32 && contiguous ? 0 : 8 * numel;
+  if (!contiguous) conv += 4 * numel * ((v.factored ? 0 : 1) + (h.beta1 > 0 ? 1 : 0));
+  if (!v.factored) return conv;
   int lo, hi;
-  resolve_rank_bounds(h.rsi, st.rows, st.cols, lo, hi);
-  const int width = static_cast<int>(std::min<int64_t>(std::min(st.rows, st.cols), int64_t(hi) + h.rsi.oversample));
+  resolve_rank_bounds(h.rsi, v.rows, v.cols, lo, hi);
+  const int width = static_cast<int>(std::min<int64_t>(std::min(v.rows, v.cols), int64_t(hi) + h.rsi.oversample));
   // rows of squares and denominators per thread, and the transposed product's partial sums
   // (at most 4M floats in all, or one col_grain x width slice per thread for wide matrices)
-  const int64_t tiles = int64_t(num_threads()) * 4 * (2 * st.cols + int64_t(detail::col_grain(st.rows)) * width) +
-                        4 * std::min<int64_t>(int64_t(1) << 22, int64_t(kMaxChunks) * width * st.cols);
-  const int64_t new_factors = 4 * (st.rows + st.cols) * hi;
-  return conv + as_rsi_workspace_bytes(st.rows, st.cols, width, 4) + tiles + new_factors;
+  const int64_t tiles = int64_t(num_threads()) * 4 * (2 * v.cols + int64_t(detail::col_grain(v.rows)) * width) +
+                        4 * std::min<int64_t>(int64_t(1) << 22, int64_t(kMaxChunks) * width * v.cols);
+  const int64_t new_factors = 4 * (v.rows + v.cols) * hi;
+  return conv + as_rsi_workspace_bytes(v.rows, v.cols, width, 4) + tiles + new_factors;
 }
 
 }  // namespace adapprox

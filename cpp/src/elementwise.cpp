@@ -2,37 +2,17 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <sstream>
 
 #include "adapprox/thread_pool.hpp"
-#include "elementwise_registry.hpp"
+#include "algorithms.hpp"
 
 namespace adapprox {
 namespace {
 
-using Registry = std::vector<std::unique_ptr<ElementwiseAlgorithm>>;
-
-const Registry& registry() {
-  static const Registry all = [] {
-    Registry r;
-    // One line per algorithm (factories declared in elementwise_registry.hpp).
-    r.push_back(algorithms::make_signsgd());
-    r.push_back(algorithms::make_adam());
-    r.push_back(algorithms::make_adamw());
-    r.push_back(algorithms::make_nadam());
-    r.push_back(algorithms::make_sgd());
-    r.push_back(algorithms::make_rmsprop());
-    r.push_back(algorithms::make_adagrad());
-    return r;
-  }();
-  return all;
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
+// Hyperparameter ranges shared by the family.
+constexpr double kInf = std::numeric_limits<double>::infinity();
 
 constexpr int64_t kGrain = 1 << 14;  // elements per chunk of the whole call
 constexpr int64_t kBlock = 1024;     // bf16/fp16: elements converted to float32 at a time
@@ -48,7 +28,7 @@ struct Bound {
 // Elements [b, e) of one bf16/fp16 parameter: each block is widened to float32 on the stack,
 // stepped, and rounded once on the way back.
 void run_converted(const ElementwiseAlgorithm& algo, const Hyper& h, const ElementwiseState& st,
-                   const ElementwiseSlot& s, const std::vector<float*>& bufs_base, int64_t b, int64_t e) {
+                   const Slot& s, const std::vector<float*>& bufs_base, int64_t b, int64_t e) {
   const int64_t es = dtype_size(s.param.dtype);
   float p[kBlock], g[kBlock];
   std::vector<float*> bufs(bufs_base.size());
@@ -66,33 +46,36 @@ void run_converted(const ElementwiseAlgorithm& algo, const Hyper& h, const Eleme
 
 // Elements [b, e) of slot s.
 template <class T>
-void run_range(const ElementwiseAlgorithm& algo, const Hyper& h, const ElementwiseSlot& s, const Bound<T>& at,
+void run_range(const ElementwiseAlgorithm& algo, const Hyper& h, const ElementwiseState& st, const Bound<T>& at,
                int64_t b, int64_t e) {
   std::vector<T*> bufs(at.bufs.size());
   for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = at.bufs[i] + b;
-  algo.run(h, *s.state, e - b, at.p + b, at.g + b, bufs.data());
+  algo.run(h, st, e - b, at.p + b, at.g + b, bufs.data());
 }
 
 // Every slot's update in one parallel job: the parameters are laid end to end and the
 // concatenated range is cut into chunks, so small tensors share chunks and large ones are
 // split; each element's update is independent of the cut, so results are too.
-void run_all(const ElementwiseAlgorithm& algo, const Hyper& h, std::vector<ElementwiseSlot>& slots,
-             const std::vector<std::string>& names) {
+// Every slot's update in one parallel job: the parameters are laid end to end and the
+// concatenated range is cut into chunks, so small tensors share chunks and large ones are
+// split; each element's update is independent of the cut, so results are too. A dense layout
+// is walked in memory order: gradient and state share the parameter's strides.
+void run_all(const ElementwiseAlgorithm& algo, const Hyper& h, std::vector<Slot>& slots,
+             const std::vector<ElementwiseState>& states, size_t first_buffer) {
   std::vector<Bound<float>> f32(slots.size());
   std::vector<Bound<double>> f64(slots.size());
   std::vector<int64_t> offset(slots.size() + 1, 0);
   for (size_t i = 0; i < slots.size(); ++i) {
-    ElementwiseSlot& s = slots[i];
-    ElementwiseState& st = *s.state;
-    offset[i + 1] = offset[i] + st.numel();
-    if (st.dtype == DType::f64) {
+    Slot& s = slots[i];
+    offset[i + 1] = offset[i] + s.param.numel();
+    if (s.param.dtype == DType::f64) {
       f64[i] = {static_cast<double*>(s.param.data), static_cast<const double*>(s.grad.data), {}};
-      for (const auto& name : names) f64[i].bufs.push_back(st.buffer<double>(name));
+      for (size_t k = first_buffer; k < s.state.size(); ++k) f64[i].bufs.push_back(static_cast<double*>(s.state[k].data));
     } else {
       const bool direct = s.param.dtype == DType::f32;
       f32[i] = {direct ? static_cast<float*>(s.param.data) : nullptr,
                 direct ? static_cast<const float*>(s.grad.data) : nullptr, {}};
-      for (const auto& name : names) f32[i].bufs.push_back(st.buffer<float>(name));
+      for (size_t k = first_buffer; k < s.state.size(); ++k) f32[i].bufs.push_back(static_cast<float*>(s.state[k].data));
     }
   }
   parallel_chunks(offset.back(), kGrain, [&](int, int64_t b, int64_t e) {
@@ -104,87 +87,71 @@ void run_all(const ElementwiseAlgorithm& algo, const Hyper& h, std::vector<Eleme
       const int64_t lo = b <= offset[i] ? 0 : (b - offset[i]) & ~int64_t(15);
       const int64_t hi = e >= offset[i + 1] ? numel : (e - offset[i]) & ~int64_t(15);
       if (lo >= hi) continue;
-      const ElementwiseSlot& s = slots[i];
-      if (s.state->dtype == DType::f64) run_range(algo, h, s, f64[i], lo, hi);
-      else if (f32[i].p) run_range(algo, h, s, f32[i], lo, hi);
-      else run_converted(algo, h, *s.state, s, f32[i].bufs, lo, hi);
+      const Slot& s = slots[i];
+      if (s.param.dtype == DType::f64) run_range(algo, h, states[i], f64[i], lo, hi);
+      else if (f32[i].p) run_range(algo, h, states[i], f32[i], lo, hi);
+      else run_converted(algo, h, states[i], s, f32[i].bufs, lo, hi);
     }
   });
 }
 
-void check_slot(const ElementwiseSlot& s, size_t i) {
-  std::ostringstream who;
-  who << "params[" << i << "]";
-  auto bad = [&](ErrorKind k, const std::string& what) { throw Error(k, who.str() + ": " + what); };
-  if (!s.state) bad(ErrorKind::value, "missing optimizer state");
-  check_param_grad(s.param, s.grad, s.state->shape, i);
-  const DType want = s.param.dtype == DType::f64 ? DType::f64 : DType::f32;
-  if (s.state->dtype != want)
-    bad(ErrorKind::state, std::string("optimizer state is ") + dtype_name(s.state->dtype) + ", parameter needs " +
-                              dtype_name(want));
-  const size_t bytes = static_cast<size_t>(s.state->numel()) * dtype_size(s.state->dtype);
-  for (const auto& [name, buf] : s.state->buffers)
-    if (buf.size() != bytes) bad(ErrorKind::state, "state buffer '" + name + "' has the wrong size");
+double read_scalar(const TensorRef& t) {
+  if (t.dtype == DType::f64) return *static_cast<const double*>(t.data);
+  return *static_cast<const float*>(t.data);
+}
+
+void write_scalar(const TensorRef& t, double v) {
+  if (t.dtype == DType::f64) *static_cast<double*>(t.data) = v;
+  else *static_cast<float*>(t.data) = static_cast<float>(v);
 }
 
 }  // namespace
 
-ElementwiseState::ElementwiseState(std::vector<int64_t> s, DType param_dtype)
-    : shape(std::move(s)), dtype(param_dtype == DType::f64 ? DType::f64 : DType::f32) {}
-
-int64_t ElementwiseState::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
+std::vector<BufferSpec> ElementwiseAlgorithm::schema(const Hyper& h, const std::vector<int64_t>& shape,
+                                                     DType dtype) const {
+  std::vector<BufferSpec> out;
+  if (counts_steps()) out.push_back(algorithms::step_buffer());
+  for (const auto& [name, init] : scalar_names()) {
+    BufferSpec b;
+    b.name = name;
+    b.dtype = DType::f32;
+    b.fill = init;
+    out.push_back(b);
+  }
+  for (const auto& name : buffer_names(h)) out.push_back(algorithms::like_param(name, algorithms::math_dtype(dtype), shape));
+  return out;
 }
 
-int64_t ElementwiseState::state_bytes() const {
-  int64_t total = 0;
-  for (const auto& [name, buf] : buffers) total += static_cast<int64_t>(buf.size());
-  return total;
-}
-
-const ElementwiseAlgorithm& elementwise_algorithm(const std::string& name) {
-  for (const auto& a : registry())
-    if (a->name() == name) return *a;
-  throw Error(ErrorKind::value,
-              "unknown optimizer '" + name + "'; known: " + join(elementwise_algorithm_names()));
-}
-
-std::vector<std::string> elementwise_algorithm_names() {
-  std::vector<std::string> names;
-  for (const auto& a : registry()) names.push_back(a->name());
-  return names;
-}
-
-Hyper complete_hyper(const ElementwiseAlgorithm& algo, const Hyper& given) {
-  Hyper h = algo.defaults();
-  for (const auto& [key, value] : given) {
-    if (!h.count(key)) {
-      std::vector<std::string> keys;
-      for (const auto& kv : h) keys.push_back(kv.first);
-      throw Error(ErrorKind::value,
-                  "unknown hyperparameter '" + key + "' for " + algo.name() + "; known: " + join(keys));
+void ElementwiseAlgorithm::step(const Hyper& h, std::vector<Slot>& slots, Allocator&) const {
+  const size_t first_scalar = counts_steps() ? 1 : 0;
+  const auto scalars = scalar_names();
+  const size_t first_buffer = first_scalar + scalars.size();
+  std::vector<ElementwiseState> states(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    ElementwiseState& st = states[i];
+    st.step = slots[i].t;
+    st.fresh = slots[i].fresh;
+    std::map<std::string, DType> dtypes;
+    for (size_t k = 0; k < scalars.size(); ++k) {
+      st.scalars[scalars[k].first] = read_scalar(slots[i].state[first_scalar + k]);
+      dtypes[scalars[k].first] = slots[i].state[first_scalar + k].dtype;
     }
-    h[key] = value;
+    begin_step(st, h, dtypes);
   }
-  return h;
+  run_all(*this, h, slots, states, first_buffer);
+  for (size_t i = 0; i < slots.size(); ++i)
+    for (size_t k = 0; k < scalars.size(); ++k)
+      write_scalar(slots[i].state[first_scalar + k], states[i].scalars.at(scalars[k].first));
 }
 
-void elementwise_step(const ElementwiseAlgorithm& algo, std::vector<ElementwiseSlot>& slots, const Hyper& given) {
-  const Hyper h = complete_hyper(algo, given);
-  algo.validate(h);
-  for (size_t i = 0; i < slots.size(); ++i) check_slot(slots[i], i);
-  const std::vector<std::string> names = algo.buffer_names(h);
-  for (auto& s : slots) {
-    ElementwiseState& st = *s.state;
-    const size_t bytes = static_cast<size_t>(st.numel()) * dtype_size(st.dtype);
-    for (const auto& name : names)
-      if (!st.buffers.count(name)) st.buffers[name].assign(bytes, 0);  // zero-filled on first use
-    st.step += 1;
-    algo.begin_step(st, h);
-  }
-  run_all(algo, h, slots, names);
+HyperParam hp_real(const std::string& name, double def, const std::string& doc) {
+  return HyperParam{name, def, 0, kInf, false, false, false, doc};
+}
+HyperParam hp_unit(const std::string& name, double def, const std::string& doc) {
+  return HyperParam{name, def, 0, 1, false, true, false, doc};
+}
+HyperParam hp_flag(const std::string& name, bool def, const std::string& doc) {
+  return HyperParam{name, def ? 1.0 : 0.0, 0, 1, false, false, true, doc};
 }
 
 }  // namespace adapprox

@@ -4,7 +4,7 @@
 //     template <class T> void operator()(const Hyper& h, const ElementwiseState& st, int64_t n,
 //                                        T* p, const T* g, T* const* bufs) const { ... }
 //   };
-//   class Adam final : public KernelAlgorithm<AdamKernel> { ... name/defaults/validate/buffer_names ... };
+//   class Adam final : public KernelAlgorithm<AdamKernel> { ... name/summary/hyper_params/buffer_names ... };
 #pragma once
 #include <sstream>
 #include <string>
@@ -34,7 +34,7 @@ class KernelAlgorithm : public ElementwiseAlgorithm {
   }
 };
 
-// Range checks that name the hyperparameter, for validate().
+// Cross-hyperparameter checks for validate(), naming the hyperparameter.
 inline std::string fmt_number(double x) {
   std::ostringstream os;
   os << x;
@@ -42,12 +42,6 @@ inline std::string fmt_number(double x) {
 }
 inline void require(bool ok, const std::string& key, const std::string& expected, double got) {
   if (!ok) throw Error(ErrorKind::value, key + " must be " + expected + ", got " + fmt_number(got));
-}
-inline void require_nonneg(const Hyper& h, const std::string& key) {
-  require(h.at(key) >= 0, key, ">= 0", h.at(key));
-}
-inline void require_unit(const Hyper& h, const std::string& key) {  // [0, 1)
-  require(h.at(key) >= 0 && h.at(key) < 1, key, "in [0, 1)", h.at(key));
 }
 inline bool flag(const Hyper& h, const std::string& key) { return h.at(key) != 0; }
 

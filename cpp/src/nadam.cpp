@@ -13,7 +13,7 @@
 #include <cmath>
 
 #include "elementwise_kernel.hpp"
-#include "elementwise_registry.hpp"
+#include "algorithms.hpp"
 
 namespace adapprox::algorithms {
 namespace {
@@ -79,32 +79,29 @@ struct NadamKernel {
 class Nadam final : public KernelAlgorithm<NadamKernel> {
  public:
   std::string name() const override { return "nadam"; }
-  Hyper defaults() const override {
-    return {{"lr", 2e-3},
-            {"beta1", 0.9},
-            {"beta2", 0.999},
-            {"eps", 1e-8},
-            {"weight_decay", 0.0},
-            {"momentum_decay", 4e-3},
-            {"decoupled_weight_decay", 0},
-            {"maximize", 0},
-            {"mu_product_float32", 0}};
-  }
-  void validate(const Hyper& h) const override {
-    require_nonneg(h, "lr");
-    require_nonneg(h, "eps");
-    require_unit(h, "beta1");
-    require_unit(h, "beta2");
-    require_nonneg(h, "weight_decay");
-    require_nonneg(h, "momentum_decay");
+  std::string summary() const override { return "torch.optim.NAdam (Nesterov momentum with momentum decay)"; }
+  const std::vector<HyperParam>& hyper_params() const override {
+    static const std::vector<HyperParam> hp = {
+        hp_real("lr", 2e-3, "learning rate"),
+        hp_unit("beta1", 0.9, "decay of the first moment (betas[0])"),
+        hp_unit("beta2", 0.999, "decay of the second moment (betas[1])"),
+        hp_real("eps", 1e-8, "added to the denominator"),
+        hp_real("weight_decay", 0.0, "L2 penalty (decoupled with decoupled_weight_decay)"),
+        hp_real("momentum_decay", 4e-3, "psi in mu_t = beta1 (1 - 0.5 * 0.96^(t psi))"),
+        hp_flag("decoupled_weight_decay", false, "AdamW-style weight decay"),
+        hp_flag("maximize", false, "maximize the objective"),
+    };
+    return hp;
   }
   std::vector<std::string> buffer_names(const Hyper&) const override { return {"exp_avg", "exp_avg_sq"}; }
-  void begin_step(ElementwiseState& st, const Hyper& h) const override {
-    auto it = st.scalars.find("mu_product");
-    double mp = it == st.scalars.end() ? 1.0 : it->second;
+  std::vector<std::pair<std::string, double>> scalar_names() const override { return {{"mu_product", 1.0}}; }
+  // mu_product *= mu_t, rounded to the storage dtype as torch's scalar tensor is (float32: a
+  // float32 product).
+  void begin_step(ElementwiseState& st, const Hyper& h, const std::map<std::string, DType>& dtypes) const override {
+    double mp = st.scalars.at("mu_product");
     const double mu = nadam_mu(h, static_cast<double>(st.step));
-    if (flag(h, "mu_product_float32"))
-      mp = static_cast<double>(static_cast<float>(mp) * static_cast<float>(mu));  // float32 product, as torch
+    if (dtypes.at("mu_product") == DType::f32)
+      mp = static_cast<double>(static_cast<float>(mp) * static_cast<float>(mu));
     else
       mp *= mu;
     st.scalars["mu_product"] = mp;
@@ -113,6 +110,9 @@ class Nadam final : public KernelAlgorithm<NadamKernel> {
 
 }  // namespace
 
-std::unique_ptr<ElementwiseAlgorithm> make_nadam() { return std::make_unique<Nadam>(); }
+const Algorithm* nadam() {
+  static const Nadam a;
+  return &a;
+}
 
 }  // namespace adapprox::algorithms

@@ -39,7 +39,7 @@ std::string range_text(const HyperParam& p) {
 
 }  // namespace
 
-const std::vector<const Algorithm*>& algorithms() {
+const std::vector<const Algorithm*>& all_algorithms() {
   // One line per optimizer; each factory lives in the optimizer's own file (algorithms.hpp).
   static const std::vector<const Algorithm*> all = {
       algorithms::adapprox(), algorithms::adam(),    algorithms::adamw(),
@@ -52,7 +52,7 @@ const std::vector<const Algorithm*>& algorithms() {
 
 const Algorithm& find_algorithm(const std::string& name) {
   std::vector<std::string> names;
-  for (const Algorithm* a : algorithms()) {
+  for (const Algorithm* a : all_algorithms()) {
     if (a->name() == name) return *a;
     names.push_back(a->name());
   }

@@ -9,7 +9,7 @@
 #include <cmath>
 
 #include "elementwise_kernel.hpp"
-#include "elementwise_registry.hpp"
+#include "algorithms.hpp"
 #include "fused_madd.hpp"
 
 namespace adapprox::algorithms {
@@ -75,16 +75,18 @@ struct RmspropKernel {
 class Rmsprop final : public KernelAlgorithm<RmspropKernel> {
  public:
   std::string name() const override { return "rmsprop"; }
-  Hyper defaults() const override {
-    return {{"lr", 1e-2},      {"alpha", 0.99}, {"eps", 1e-8}, {"weight_decay", 0.0},
-            {"momentum", 0.0}, {"centered", 0}, {"maximize", 0}};
-  }
-  void validate(const Hyper& h) const override {
-    require_nonneg(h, "lr");
-    require_nonneg(h, "eps");
-    require_nonneg(h, "momentum");
-    require_nonneg(h, "weight_decay");
-    require_nonneg(h, "alpha");
+  std::string summary() const override { return "torch.optim.RMSprop (plain, centered, with momentum)"; }
+  const std::vector<HyperParam>& hyper_params() const override {
+    static const std::vector<HyperParam> hp = {
+        hp_real("lr", 1e-2, "learning rate"),
+        hp_real("alpha", 0.99, "smoothing constant of the squared average"),
+        hp_real("eps", 1e-8, "added to the denominator"),
+        hp_real("weight_decay", 0.0, "L2 penalty"),
+        hp_real("momentum", 0.0, "momentum factor"),
+        hp_flag("centered", false, "normalize by the variance estimate"),
+        hp_flag("maximize", false, "maximize the objective"),
+    };
+    return hp;
   }
   // Order matters: run() finds grad_avg and momentum_buffer by position.
   std::vector<std::string> buffer_names(const Hyper& h) const override {
@@ -97,6 +99,9 @@ class Rmsprop final : public KernelAlgorithm<RmspropKernel> {
 
 }  // namespace
 
-std::unique_ptr<ElementwiseAlgorithm> make_rmsprop() { return std::make_unique<Rmsprop>(); }
+const Algorithm* rmsprop() {
+  static const Rmsprop a;
+  return &a;
+}
 
 }  // namespace adapprox::algorithms

@@ -4,12 +4,13 @@
 //                     buf = b * buf + (1 - dampening) * g            (later steps)
 //                     d = nesterov ? g + b * buf : buf
 //   otherwise d = g;   p -= lr * d
-// The framework zero-fills momentum_buffer; the first step (st.step == 1) overwrites it with g.
+// The front creates momentum_buffer for the first step (ElementwiseState::fresh), which overwrites it with g.
 // Scalars are formed in double and rounded to the math type once, as torch does for Python scalars.
 #include <cmath>
+#include <limits>
 
 #include "elementwise_kernel.hpp"
-#include "elementwise_registry.hpp"
+#include "algorithms.hpp"
 #include "fused_madd.hpp"
 
 namespace adapprox::algorithms {
@@ -31,7 +32,7 @@ ADAPPROX_ALWAYS_INLINE void sgd_loop(const Hyper& h, const ElementwiseState& st,
     return;
   }
   T* buf = bufs[0];
-  const bool first = st.step == 1;
+  const bool first = st.fresh;
   for (int64_t i = 0; i < n; ++i) {
     const T gi = grad(i);
     const T m = first ? gi : madd<Fused>(keep, gi, buf[i] * b);  // buf.mul_(b).add_(g, alpha=1-dampening)
@@ -58,14 +59,20 @@ struct SgdKernel {
 class Sgd final : public KernelAlgorithm<SgdKernel> {
  public:
   std::string name() const override { return "sgd"; }
-  Hyper defaults() const override {
-    return {{"lr", 1e-3},          {"momentum", 0.0}, {"dampening", 0.0},
-            {"weight_decay", 0.0}, {"nesterov", 0},   {"maximize", 0}};
+  std::string summary() const override { return "torch.optim.SGD (momentum, dampening, Nesterov)"; }
+  const std::vector<HyperParam>& hyper_params() const override {
+    static const std::vector<HyperParam> hp = {
+        hp_real("lr", 1e-3, "learning rate"),
+        hp_real("momentum", 0.0, "momentum factor"),
+        HyperParam{"dampening", 0.0, -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(),
+                   false, false, false, "dampening of the momentum"},
+        hp_real("weight_decay", 0.0, "L2 penalty"),
+        hp_flag("nesterov", false, "Nesterov momentum"),
+        hp_flag("maximize", false, "maximize the objective"),
+    };
+    return hp;
   }
   void validate(const Hyper& h) const override {
-    require_nonneg(h, "lr");
-    require_nonneg(h, "momentum");
-    require_nonneg(h, "weight_decay");
     if (flag(h, "nesterov")) {
       require(h.at("momentum") > 0, "momentum", "> 0 when nesterov=True (Nesterov momentum requires a momentum)",
               h.at("momentum"));
@@ -73,6 +80,8 @@ class Sgd final : public KernelAlgorithm<SgdKernel> {
               h.at("dampening"));
     }
   }
+  // As torch.optim.SGD: no step counter; the momentum buffer starts as the first gradient.
+  bool counts_steps() const override { return false; }
   std::vector<std::string> buffer_names(const Hyper& h) const override {
     if (h.at("momentum") != 0) return {"momentum_buffer"};
     return {};
@@ -81,6 +90,9 @@ class Sgd final : public KernelAlgorithm<SgdKernel> {
 
 }  // namespace
 
-std::unique_ptr<ElementwiseAlgorithm> make_sgd() { return std::make_unique<Sgd>(); }
+const Algorithm* sgd() {
+  static const Sgd a;
+  return &a;
+}
 
 }  // namespace adapprox::algorithms

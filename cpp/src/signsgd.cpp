@@ -3,7 +3,7 @@
 //   with momentum b:   m = b m + (1 - b) g;   theta -= lr * (sign(m) + wd * theta)
 // sign(0) = 0. With maximize, g is negated first.
 #include "elementwise_kernel.hpp"
-#include "elementwise_registry.hpp"
+#include "algorithms.hpp"
 
 namespace adapprox::algorithms {
 namespace {
@@ -33,13 +33,15 @@ struct SignSgdKernel {
 class SignSgd final : public KernelAlgorithm<SignSgdKernel> {
  public:
   std::string name() const override { return "signsgd"; }
-  Hyper defaults() const override {
-    return {{"lr", 1e-3}, {"momentum", 0.0}, {"weight_decay", 0.0}, {"maximize", 0}};
-  }
-  void validate(const Hyper& h) const override {
-    require_nonneg(h, "lr");
-    require_unit(h, "momentum");
-    require_nonneg(h, "weight_decay");
+  std::string summary() const override { return "sign descent; Signum with momentum; decoupled weight decay"; }
+  const std::vector<HyperParam>& hyper_params() const override {
+    static const std::vector<HyperParam> hp = {
+        hp_real("lr", 1e-3, "learning rate (the step of every coordinate)"),
+        hp_unit("momentum", 0.0, "EMA factor of the gradient whose sign is taken"),
+        hp_real("weight_decay", 0.0, "decoupled weight decay"),
+        hp_flag("maximize", false, "maximize the objective"),
+    };
+    return hp;
   }
   std::vector<std::string> buffer_names(const Hyper& h) const override {
     if (h.at("momentum") > 0) return {"momentum_buffer"};
@@ -49,6 +51,9 @@ class SignSgd final : public KernelAlgorithm<SignSgdKernel> {
 
 }  // namespace
 
-std::unique_ptr<ElementwiseAlgorithm> make_signsgd() { return std::make_unique<SignSgd>(); }
+const Algorithm* signsgd() {
+  static const SignSgd a;
+  return &a;
+}
 
 }  // namespace adapprox::algorithms

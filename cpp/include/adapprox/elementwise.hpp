@@ -1,75 +1,50 @@
-// Elementwise optimizers (Adam, AdamW, NAdam, RMSprop, Adagrad, SGD, SignSGD, ...): each is an
-// ElementwiseAlgorithm registered by name, and every step is one fused pass over parameter,
-// gradient and state, split across the thread pool. Hyperparameters travel as a name -> number
-// map (booleans as 0/1), the same for Python, C and the spec strings of the C ABI.
+// Elementwise optimizers (Adam, AdamW, NAdam, RMSprop, Adagrad, SGD, SignSGD): registry entries
+// whose state is buffers shaped and laid out like the parameter (plus 0-d scalars such as
+// NAdam's mu_product), and whose step is one fused pass over parameter, gradient and state,
+// split across the thread pool. Any dense layout is stepped in place in memory order (the
+// driver has checked that gradient and state share the parameter's strides); complex
+// parameters arrive as their real views.
 #pragma once
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "adapprox/aligned.hpp"
-#include "adapprox/tensor.hpp"
+#include "adapprox/registry.hpp"
 
 namespace adapprox {
 
-using Hyper = std::map<std::string, double>;
-
-// State of one parameter. Buffers have the parameter's element count and are float64 for
-// float64 parameters, float32 otherwise (bf16/fp16 parameters are stepped in float32).
+// What a kernel sees of one parameter's step besides its buffers.
 struct ElementwiseState {
-  std::vector<int64_t> shape;
-  DType dtype = DType::f32;                         // buffers' dtype: f32 or f64
-  int64_t step = 0;                                 // steps taken, including the current one in run()
-  std::map<std::string, AlignedBytes> buffers;  // raw storage, dtype elements each
-  std::map<std::string, double> scalars;            // per-parameter scalars (e.g. NAdam's mu_product)
-
-  ElementwiseState() = default;
-  ElementwiseState(std::vector<int64_t> shape, DType param_dtype);
-  int64_t numel() const;
-  int64_t state_bytes() const;
-  template <class T>
-  T* buffer(const std::string& name) {
-    return reinterpret_cast<T*>(buffers.at(name).data());
-  }
+  int64_t step = 0;                      // t, counting this step (0 for optimizers without a counter)
+  bool fresh = false;                    // first step: the buffers were just created
+  std::map<std::string, double> scalars; // 0-d state (NAdam's mu_product), after begin_step
 };
 
-class ElementwiseAlgorithm {
+class ElementwiseAlgorithm : public Algorithm {
  public:
-  virtual ~ElementwiseAlgorithm() = default;
-  virtual std::string name() const = 0;
-  // Every accepted hyperparameter with its default. Unknown keys are rejected by validate().
-  virtual Hyper defaults() const = 0;
-  // Throws Error(value) naming the first hyperparameter out of range. `h` has all keys.
-  virtual void validate(const Hyper& h) const = 0;
-  // State buffers this configuration needs (created zero-filled before the first step).
+  // Buffers with the parameter's shape and layout, in the order run() receives them.
   virtual std::vector<std::string> buffer_names(const Hyper& h) const = 0;
-  // Per-parameter scalar bookkeeping before the elementwise pass (st.step already counts this step).
-  virtual void begin_step(ElementwiseState& st, const Hyper& h) const {}
+  // 0-d float32 state other than "step", with initial values.
+  virtual std::vector<std::pair<std::string, double>> scalar_names() const { return {}; }
+  virtual bool counts_steps() const { return true; }
+  // Per-parameter scalar bookkeeping before the elementwise pass. `dtypes` gives each scalar's
+  // storage dtype (its value is rounded to it, as torch's scalar tensors are).
+  virtual void begin_step(ElementwiseState& st, const Hyper& h, const std::map<std::string, DType>& dtypes) const {}
   // The fused update of elements [0, n): p, g and each buffer offset to the chunk's start.
   virtual void run(const Hyper& h, const ElementwiseState& st, int64_t n, float* p, const float* g,
                    float* const* bufs) const = 0;
   virtual void run(const Hyper& h, const ElementwiseState& st, int64_t n, double* p, const double* g,
                    double* const* bufs) const = 0;
+
+  std::vector<BufferSpec> schema(const Hyper& h, const std::vector<int64_t>& shape, DType dtype) const final;
+  bool supports_complex() const final { return true; }
+  void step(const Hyper& h, std::vector<Slot>& slots, Allocator& alloc) const final;
 };
 
-// The algorithm registered under `name` ("adam", "sgd", ...); throws Error listing the known names.
-const ElementwiseAlgorithm& elementwise_algorithm(const std::string& name);
-std::vector<std::string> elementwise_algorithm_names();
-
-// `given` completed with the defaults; an unknown key is an Error naming it and the known keys.
-Hyper complete_hyper(const ElementwiseAlgorithm& algo, const Hyper& given);
-
-struct ElementwiseSlot {
-  ElementwiseState* state;
-  TensorRef param;  // updated in place
-  TensorRef grad;
-};
-
-// One step of `algo` over many parameters: everything is validated first (shapes, dtypes,
-// hyperparameters, state), then each parameter is updated in one pass. A rejected call
-// changes nothing.
-void elementwise_step(const ElementwiseAlgorithm& algo, std::vector<ElementwiseSlot>& slots, const Hyper& h);
+// Hyperparameter entries for the registry tables.
+HyperParam hp_real(const std::string& name, double def, const std::string& doc);   // >= 0
+HyperParam hp_unit(const std::string& name, double def, const std::string& doc);   // [0, 1)
+HyperParam hp_flag(const std::string& name, bool def, const std::string& doc);     // 0 or 1
 
 }  // namespace adapprox

@@ -87,7 +87,7 @@ class Algorithm {
 };
 
 // Every registered optimizer, in a fixed order.
-const std::vector<const Algorithm*>& algorithms();
+const std::vector<const Algorithm*>& all_algorithms();
 // The one registered under `name`; Error(value) listing the known names otherwise.
 const Algorithm& find_algorithm(const std::string& name);
 // `given` completed with the defaults and checked: unknown keys, ranges, whole numbers, then
