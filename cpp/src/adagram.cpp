@@ -1,30 +1,43 @@
-#include "adapprox/adagram.hpp"
-
+// AdaGram (Matveeva, Katrutsa and Frolov, arXiv 2508.21106): full-matrix AdaGrad through a
+// factor L_t with L_t L_t^T = G_t = eps I + sum g g^T, whose inverse is kept as
+//
+//   L_t^(-1) = (I - P Q^T) / sqrt(eps)        (P, Q: n x k float64, k <= rank)
+//
+// Per step, for the parameter flattened to n elements (gradient conventions of gram_driver.hpp):
+//
+//   gbar = L_{t-1}^(-1) g = (g - P (Q^T g)) / sqrt(eps),   s = |gbar|^2,   r = sqrt(1 + s)
+//   d_t  = L_t^(-1) g = gbar / r                (|d_t| = |G_t^(-1/2) g|, not the same direction)
+//   p    = p - clr * d_t
+//
+// The factor update L_t = L_{t-1} (I + a gbar gbar^T), a = (r - 1) / s, inverts to
+// L_t^(-1) = (I - b gbar gbar^T) L_{t-1}^(-1) with b = a / (1 + a s) = 1 / (r (1 + r)), so
+//
+//   I - P Q^T  ->  I - P Q^T - b gbar (gbar - Q P^T gbar)^T = I - [P p][Q q]^T,
+//   p = sqrt(b) gbar,  q = sqrt(b) (gbar - Q (P^T gbar))                 (exact rank-one growth).
+//
+// Once k would exceed min(rank, n), one projector-splitting step (Lubich and Oseledets 2014:
+// K, then S backward, then L) from W_0 = P Q^T with the increment p q^T brings the term back to
+// that rank; it is exact when the new term has rank <= min(rank, n), so rank >= n is exact.
+// O(n rank^2) time and 2 n rank float64 numbers of state per parameter.
+//
+// The registry entry "adagram" (conventions of gram_driver.hpp). State: "step", factor_p and
+// factor_q (n x k float64, C-contiguous; absent, k = 0, at the start), replaced through the
+// Allocator while k grows by one per step up to min(rank, n). A state holding more than
+// min(rank, n) columns (e.g. saved at a higher rank) is refused. Parameters run side by side on
+// the thread pool, and the KSL step of one with >= 16384 elements by row blocks as well (a split
+// by shape only: results do not depend on the thread count).
 #include <Eigen/Dense>
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
+#include "algorithms.hpp"
 #include "gram_driver.hpp"
 
 namespace adapprox {
-
-void validate(const AdagramHyper& h) {
-  validate(static_cast<const GramHyper&>(h));
-  if (h.rank < 1) throw Error(ErrorKind::value, "rank must be >= 1, got " + std::to_string(h.rank));
-}
-
-void AdagramState::check() const {
-  const std::string who = "state for parameter of shape " + shape_str(shape) + ": ";
-  if (step < 0) throw Error(ErrorKind::state, who + "step must be >= 0");
-  const int64_t n = numel();
-  if (rank < 0 || rank > n) throw Error(ErrorKind::state, who + "rank must be in [0, " + std::to_string(n) + "]");
-  if (static_cast<int64_t>(p.size()) != n * rank || static_cast<int64_t>(q.size()) != n * rank)
-    throw Error(ErrorKind::state, who + "factor_p and factor_q must be n x rank = " + std::to_string(n) + " x " +
-                                      std::to_string(rank));
-}
-
 namespace {
 
 using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -120,13 +133,26 @@ void ksl(CMat& P, CMat& Q, const Vec& p, const Vec& q) {
   Q = V1;
 }
 
-void direction(AdagramState& st, const double* g, double* d, const AdagramHyper& h) {
-  const int64_t n = st.numel();
-  const int k = st.rank;
-  const int target = static_cast<int>(std::min<int64_t>(h.rank, n));
+constexpr size_t kP = 1, kQ = 2;  // schema positions after "step"
+
+// A new n x k factor buffer from the front, filled with the row-major `src`.
+TensorRef new_factor(Allocator& alloc, size_t slot, size_t buffer, const Mat& src) {
+  const std::vector<int64_t> shape = {int64_t(src.rows()), int64_t(src.cols())};
+  TensorRef b = alloc.allocate(slot, buffer, DType::f64, shape);
+  if ((!b.data && src.size() > 0) || b.dtype != DType::f64 || b.shape != shape || !b.contiguous())
+    throw Error(ErrorKind::value, "the allocator returned no C-contiguous float64 buffer of shape " + shape_str(shape));
+  if (src.size()) std::memcpy(b.data, src.data(), src.size() * sizeof(double));
+  return b;
+}
+
+void direction(Slot& st, size_t slot, const double* g, double* d, int rank, double eps, Allocator& alloc) {
+  const int64_t n = st.param.numel();
+  TensorRef &pb = st.state[kP], &qb = st.state[kQ];
+  const int k = pb.numel() == 0 ? 0 : static_cast<int>(pb.shape[1]);
+  const int target = static_cast<int>(std::min<int64_t>(rank, n));
   Eigen::Map<const Vec> gv(g, n);
-  Eigen::Map<Mat> P(st.p.data(), n, k), Q(st.q.data(), n, k);
-  const Vec gbar = (gv - P * (Q.transpose() * gv)) / std::sqrt(h.eps);
+  Eigen::Map<Mat> P(k ? static_cast<double*>(pb.data) : nullptr, n, k), Q(k ? static_cast<double*>(qb.data) : nullptr, n, k);
+  const Vec gbar = (gv - P * (Q.transpose() * gv)) / std::sqrt(eps);
   const double s = gbar.squaredNorm();
   const double r = std::sqrt(1.0 + s);
   Eigen::Map<Vec>(d, n) = gbar / r;
@@ -146,24 +172,79 @@ void direction(AdagramState& st, const double* g, double* d, const AdagramHyper&
     Pm = Pc;
     Qm = Qc;
   }
-  st.rank = static_cast<int>(Pm.cols());
-  st.p.assign(Pm.data(), Pm.data() + Pm.size());
-  st.q.assign(Qm.data(), Qm.data() + Qm.size());
+  if (Pm.cols() == k) {  // the same rank: in place
+    std::memcpy(pb.data, Pm.data(), Pm.size() * sizeof(double));
+    std::memcpy(qb.data, Qm.data(), Qm.size() * sizeof(double));
+  } else {
+    pb = new_factor(alloc, slot, kP, Pm);
+    qb = new_factor(alloc, slot, kQ, Qm);
+  }
 }
+
+class Adagram final : public Algorithm {
+ public:
+  std::string name() const override { return "adagram"; }
+  std::string summary() const override {
+    return "AdaGram: full-matrix AdaGrad through a low-rank factor of the inverse root (rank k per parameter)";
+  }
+  const std::vector<HyperParam>& hyper_params() const override {
+    static const std::vector<HyperParam> params = [] {
+      std::vector<HyperParam> p = gram::hyper_params(1e-2);
+      p.push_back({"rank", 1, 1, INT_MAX, false, false, true, "columns of the factors P and Q"});
+      return p;
+    }();
+    return params;
+  }
+  std::vector<BufferSpec> schema(const Hyper&, const std::vector<int64_t>& shape, DType) const override {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::vector<BufferSpec> s = {algorithms::step_buffer()};
+    for (const char* name : {"factor_p", "factor_q"}) {
+      BufferSpec b;
+      b.name = name;
+      b.dtype = DType::f64;
+      b.shape = {n, 0};
+      b.resized = true;
+      s.push_back(b);
+    }
+    return s;
+  }
+  void check_state(const Hyper& h, const Slot& s, const std::string& who) const override {
+    const int64_t n = s.param.numel();
+    const TensorRef &p = s.state[kP], &q = s.state[kQ];
+    if ((p.numel() == 0) != (q.numel() == 0))
+      throw Error(ErrorKind::state, who + ": state '" + (p.numel() == 0 ? "factor_p" : "factor_q") +
+                                        "' is empty while the other factor is not: factor_p and factor_q come together");
+    if (p.numel() == 0) return;  // k = 0: no factor yet (or only zero gradients so far)
+    if (p.shape.size() != 2 || p.shape[0] != n)
+      throw Error(ErrorKind::state, who + ": state 'factor_p' must have shape (" + std::to_string(n) + ", k), got " +
+                                        shape_str(p.shape));
+    const int64_t k = p.shape[1];
+    if (q.shape != p.shape)
+      throw Error(ErrorKind::state, who + ": state 'factor_q' must have the shape of factor_p " + shape_str(p.shape) +
+                                        ", got " + shape_str(q.shape));
+    const int64_t rank = static_cast<int64_t>(h.at("rank"));
+    if (k > std::min(rank, n))
+      throw Error(ErrorKind::value, who + ": its AdaGram state holds rank " + std::to_string(k) + ", more than rank=" +
+                                        std::to_string(rank) + " allows (a state saved at a higher rank needs rank >= " +
+                                        std::to_string(k) + ")");
+  }
+  void step(const Hyper& hyper, std::vector<Slot>& slots, Allocator& alloc) const override {
+    const gram::GramHyper h = gram::native(hyper);
+    const int rank = static_cast<int>(hyper.at("rank"));
+    gram::run(slots, h, [&](Slot& s, size_t i, const double* g, double* d) {
+      direction(s, i, g, d, rank, h.eps, alloc);
+    });
+  }
+};
 
 }  // namespace
 
-void adagram_step(std::vector<AdagramSlot>& slots, const AdagramHyper& h) {
-  validate(h);
-  auto check = [&](const AdagramSlot& s, size_t i) {
-    const int64_t target = std::min<int64_t>(h.rank, s.param.numel());
-    if (s.state->rank > target)
-      throw Error(ErrorKind::value, "params[" + std::to_string(i) + "]: its AdaGram state holds rank " +
-                                        std::to_string(s.state->rank) + ", more than rank=" + std::to_string(h.rank) +
-                                        " allows (a state saved at a higher rank needs rank >= " +
-                                        std::to_string(s.state->rank) + ")");
-  };
-  gram::run(slots, h, check, [&](AdagramState& st, const double* g, double* d) { direction(st, g, d, h); });
+namespace algorithms {
+const Algorithm* adagram() {
+  static const Adagram instance;
+  return &instance;
 }
+}  // namespace algorithms
 
 }  // namespace adapprox

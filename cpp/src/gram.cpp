@@ -1,25 +1,23 @@
-#include "adapprox/gram.hpp"
+// The hyperparameters shared by FullMatrixAdagrad and AdaGram (gram_driver.hpp).
+#include <limits>
 
-#include <sstream>
+#include "gram_driver.hpp"
 
-namespace adapprox {
+namespace adapprox::gram {
 
-void validate(const GramHyper& h) {
-  auto bad = [](const char* what, double x) {
-    std::ostringstream os;
-    os << what << ", got " << x;
-    throw Error(ErrorKind::value, os.str());
+std::vector<HyperParam> hyper_params(double eps) {
+  const double inf = std::numeric_limits<double>::infinity();
+  return {
+      {"lr", 1e-1, 0, inf, false, false, false, "learning rate"},
+      {"lr_decay", 0, 0, inf, false, false, false, "clr = lr / (1 + (t - 1) lr_decay)"},
+      {"weight_decay", 0, 0, inf, false, false, false, "L2 penalty added to the gradient"},
+      {"eps", eps, 0, 1e300, true, true, false, "G = eps I + sum g g^T"},
+      {"maximize", 0, 0, 1, false, false, true, "maximize the objective"},
   };
-  if (!(h.lr >= 0)) bad("lr must be >= 0", h.lr);
-  if (!(h.lr_decay >= 0)) bad("lr_decay must be >= 0", h.lr_decay);
-  if (!(h.weight_decay >= 0)) bad("weight_decay must be >= 0", h.weight_decay);
-  if (!(h.eps > 0 && h.eps < 1e300)) bad("eps must be > 0 and finite", h.eps);
 }
 
-int64_t flat_size(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
+GramHyper native(const Hyper& h) {
+  return GramHyper{h.at("lr"), h.at("lr_decay"), h.at("weight_decay"), h.at("eps"), h.at("maximize") != 0};
 }
 
-}  // namespace adapprox
+}  // namespace adapprox::gram

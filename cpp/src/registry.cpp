@@ -112,3 +112,33 @@ DType math_dtype(DType param) { return param == DType::f64 ? DType::f64 : DType:
 
 }  // namespace algorithms
 }  // namespace adapprox
+
+#include "adapprox/owned_buffer.hpp"
+
+namespace adapprox {
+
+OwnedBuffer::OwnedBuffer(DType t, std::vector<int64_t> s) : dtype(t), shape(std::move(s)) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  bytes.assign(static_cast<size_t>(n) * dtype_size(t), 0);
+}
+
+TensorRef CollectingAllocator::allocate(size_t slot, size_t buffer, DType dtype, const std::vector<int64_t>& shape) {
+  auto buf = std::make_unique<OwnedBuffer>(dtype, shape);
+  const TensorRef r = buf->ref();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Item& it : items_)
+    if (it.slot == slot && it.buffer == buffer) {  // allocated twice: the later one wins
+      it.buf = std::move(buf);
+      return r;
+    }
+  items_.push_back(Item{slot, buffer, std::move(buf)});
+  return r;
+}
+
+std::vector<CollectingAllocator::Item> CollectingAllocator::take() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::move(items_);
+}
+
+}  // namespace adapprox

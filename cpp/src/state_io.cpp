@@ -1,8 +1,11 @@
-// The state byte format (version 1), little-endian throughout:
+// The state byte format (version 2; version 1 is read too), little-endian throughout:
 //   "ADXSTATE" u32 version u32 0 | str name | u32 n, n x (str key, f64 value)
 //   | u64 params, each: u8 present [u32 ndim, ndim x i64, i64 step, u32 n x (str, f64 scalar),
 //     u32 n x (str name, u8 dtype, u32 ndim, ndim x i64, u64 nbytes, bytes)]
 //   | u64 FNV-1a hash of everything before it.     str = u32 length + bytes.
+// Version 2 writes no scalars: every piece of state but the step is a buffer (NAdam's mu_product
+// is a 0-d float32 buffer). Version 1 records are converted on reading: mu_product becomes that
+// buffer; rank (the factors' width) and float64 (the buffers' dtype) are implied and dropped.
 #include <cstring>
 #include <limits>
 
@@ -12,7 +15,7 @@ namespace adapprox {
 namespace {
 
 constexpr char kMagic[8] = {'A', 'D', 'X', 'S', 'T', 'A', 'T', 'E'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr uint32_t kMaxCount = 1u << 24, kMaxDims = 32, kMaxString = 4096;
 
 uint64_t fnv1a(const unsigned char* p, size_t n) {
@@ -96,6 +99,25 @@ class Reader {
   size_t n_, pos_ = 0;
 };
 
+// Version 1 kept some state as scalars (see the top of this file).
+void upgrade_v1(StateRecord& rec) {
+  for (auto it = rec.scalars.begin(); it != rec.scalars.end();) {
+    if (it->first == "mu_product") {
+      StateRecord::Buffer b;
+      b.dtype = DType::f32;
+      const float v = static_cast<float>(it->second);
+      b.bytes.resize(4);
+      std::memcpy(b.bytes.data(), &v, 4);
+      rec.buffers["mu_product"] = std::move(b);
+      it = rec.scalars.erase(it);
+    } else if (it->first == "rank" || it->first == "float64") {
+      it = rec.scalars.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<unsigned char> encode_state(const std::string& name, const Hyper& hyper,
@@ -134,7 +156,7 @@ DecodedState decode_state(const unsigned char* data, size_t size) {
   Reader r(data, size - 8);
   if (std::memcmp(r.take(sizeof kMagic), kMagic, sizeof kMagic) != 0) Reader::bad("not an adapprox state (bad magic)");
   const uint32_t version = r.num<uint32_t>();
-  if (version != kVersion) Reader::bad("format version " + std::to_string(version) + " is not supported");
+  if (version != 1 && version != kVersion) Reader::bad("format version " + std::to_string(version) + " is not supported");
   r.num<uint32_t>();
   Reader tail(data + size - 8, 8);
   if (tail.num<uint64_t>() != fnv1a(data, size - 8)) Reader::bad("checksum mismatch (corrupt or truncated)");
@@ -174,6 +196,8 @@ DecodedState decode_state(const unsigned char* data, size_t size) {
       b.bytes.assign(bytes, bytes + nbytes);
       rec->buffers[k] = std::move(b);
     }
+    if (version == 1) upgrade_v1(*rec);
+    if (!rec->scalars.empty()) Reader::bad("unknown scalar '" + rec->scalars.begin()->first + "' in a version 2 record");
     out.states.push_back(std::move(rec));
   }
   if (r.pos() != size - 8) Reader::bad("trailing bytes");

@@ -1,9 +1,13 @@
 // The byte format of optimizer state (the same as the C ABI's adx_state_save/adx_state_load),
-// for Python's save_native_state()/load_native_state().
+// for Python's save_native_state()/load_native_state(): each parameter's state travels as
+// (shape, step, {buffer name: NumPy array}), every buffer of the registry's schema but "step".
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "adapprox/state_records.hpp"
+#include <cstring>
+
+#include "adapprox/optimizer.hpp"
 #include "binders.hpp"
 
 namespace py = pybind11;
@@ -11,23 +15,46 @@ using namespace adapprox;
 
 namespace {
 
+StateRecord::Buffer buffer_from(const std::string& name, const py::handle& obj) {
+  py::array a = py::array::ensure(obj);
+  if (!a) throw py::type_error("state buffer '" + name + "': expected an array");
+  StateRecord::Buffer b;
+  if (a.dtype().is(py::dtype::of<float>())) b.dtype = DType::f32;
+  else if (a.dtype().is(py::dtype::of<double>())) b.dtype = DType::f64;
+  else throw py::type_error("state buffer '" + name + "': expected float32 or float64, got " + std::string(py::str(a.dtype())));
+  a = py::array::ensure(a, py::array::c_style);
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) b.shape.push_back(a.shape(i));
+  b.bytes.resize(static_cast<size_t>(a.nbytes()));
+  if (!b.bytes.empty()) std::memcpy(b.bytes.data(), a.data(), b.bytes.size());
+  return b;
+}
+
+py::array array_from(const StateRecord::Buffer& b) {
+  std::vector<py::ssize_t> shape(b.shape.begin(), b.shape.end());
+  py::array a = b.dtype == DType::f64 ? py::array(py::dtype::of<double>(), shape) : py::array(py::dtype::of<float>(), shape);
+  if (b.dtype != DType::f32 && b.dtype != DType::f64) throw py::value_error("state holds a buffer that is not float32/float64");
+  if (!b.bytes.empty()) std::memcpy(a.mutable_data(), b.bytes.data(), b.bytes.size());
+  return a;
+}
+
 py::bytes encode_state_py(const std::string& name, const py::dict& hyper, const py::list& states) {
   Hyper h;
-  for (auto item : hyper) h[item.first.cast<std::string>()] = item.second.is_none() ? 0.0 : item.second.cast<double>();
+  for (auto item : hyper) h[item.first.cast<std::string>()] = item.second.cast<double>();
   std::vector<std::unique_ptr<StateRecord>> records;
   for (auto s : states) {
-    if (s.is_none())
+    if (s.is_none()) {
       records.emplace_back();
-    else if (py::isinstance<AdapproxState>(s))
-      records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const AdapproxState&>())));
-    else if (py::isinstance<AdafactorState>(s))
-      records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const AdafactorState&>())));
-    else if (py::isinstance<AdagramState>(s))
-      records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const AdagramState&>())));
-    else if (py::isinstance<FullMatrixAdagradState>(s))
-      records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const FullMatrixAdagradState&>())));
-    else
-      records.push_back(std::make_unique<StateRecord>(to_record(s.cast<const ElementwiseState&>())));
+      continue;
+    }
+    auto t = s.cast<py::tuple>();
+    auto r = std::make_unique<StateRecord>();
+    r->shape = t[0].cast<std::vector<int64_t>>();
+    r->step = t[1].cast<int64_t>();
+    for (auto item : t[2].cast<py::dict>()) {
+      const std::string k = item.first.cast<std::string>();
+      r->buffers[k] = buffer_from(k, item.second);
+    }
+    records.push_back(std::move(r));
   }
   std::vector<const StateRecord*> ptrs;
   for (const auto& r : records) ptrs.push_back(r.get());
@@ -40,27 +67,23 @@ py::tuple decode_state_py(const py::bytes& data) {
   DecodedState d = decode_state(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
   py::list states;
   for (const auto& r : d.states) {
-    if (!r)
+    if (!r) {
       states.append(py::none());
-    else if (d.name == "adapprox")
-      states.append(py::cast(adapprox_state_from(*r)));
-    else if (d.name == "adafactor")
-      states.append(py::cast(adafactor_state_from(*r)));
-    else if (d.name == "adagram")
-      states.append(py::cast(adagram_state_from(*r)));
-    else if (d.name == "fullmatrixadagrad")
-      states.append(py::cast(full_matrix_adagrad_state_from(*r)));
-    else
-      states.append(py::cast(elementwise_state_from(*r)));
+      continue;
+    }
+    py::dict bufs;
+    for (const auto& [k, b] : r->buffers) bufs[py::str(k)] = array_from(b);
+    states.append(py::make_tuple(py::tuple(py::cast(r->shape)), r->step, bufs));
   }
   return py::make_tuple(d.name, d.hyper, states);
 }
 
 void bind_state_io(py::module_& m) {
   m.def("encode_state", &encode_state_py, py::arg("name"), py::arg("hyper"), py::arg("states"),
-        "Optimizer state as bytes in the C ABI's versioned format.");
+        "Bytes in the C ABI's versioned format from [None | (shape, step, {name: array})].");
   m.def("decode_state", &decode_state_py, py::arg("data"),
-        "(name, hyper, states) from encode_state's bytes; raises ValueError on truncated or corrupt data.");
+        "(name, hyper, [None | (shape, step, {name: array})]) from state bytes (version 1 converted); "
+        "ValueError on truncated or corrupt data.");
 }
 
 const bindings::RegisterBinder registered(bind_state_io);

@@ -102,7 +102,7 @@ py::object export_capsule(py::handle obj, const std::string& name) {
   }
 }
 
-Imported import_tensor(py::handle obj, const std::string& name, bool writable) {
+Imported import_tensor(py::handle obj, const std::string& name, bool writable, bool strided) {
   py::object cap = export_capsule(obj, name);
   PyObject* c = cap.ptr();
   Imported out;
@@ -130,13 +130,16 @@ Imported import_tensor(py::handle obj, const std::string& name, bool writable) {
                           "'; this build of adapprox runs on the CPU only (move the tensor to the CPU)");
   if (!to_dtype(t->dtype, &out.ref.dtype))
     throw py::type_error(name + ": unsupported dtype " + dtype_desc(t->dtype) +
-                         "; expected float32, float64, float16 or bfloat16");
-  if (!is_c_contiguous(*t))
+                         "; expected float32, float64, float16 or bfloat16" +
+                         std::string(t->dtype.code == dlpack::kDLComplex ? " (complex parameters: the optimizers that support them "
+                                                                           "take their real views, torch.view_as_real)" : ""));
+  if (!strided && !is_c_contiguous(*t))
     throw py::value_error(name + ": must be C-contiguous (got a strided view); adapprox works on the caller's "
                                  "buffer and never makes a hidden copy");
   if (writable && out.read_only)
     throw py::value_error(name + ": is read-only; the optimizer must update it in place");
   out.ref.shape.assign(t->shape, t->shape + t->ndim);
+  if (t->strides && !is_c_contiguous(*t)) out.ref.strides.assign(t->strides, t->strides + t->ndim);
   out.ref.data = static_cast<char*>(t->data) + t->byte_offset;
   return out;
 }

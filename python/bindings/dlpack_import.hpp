@@ -24,15 +24,16 @@ class Imported {
   bool read_only = false;
 
  private:
-  friend Imported import_tensor(pybind11::handle, const std::string&, bool);
+  friend Imported import_tensor(pybind11::handle, const std::string&, bool, bool);
   void release();
   dlpack::ManagedTensor* legacy_ = nullptr;
   dlpack::ManagedTensorVersioned* versioned_ = nullptr;
 };
 
 // Imports `obj` through __dlpack__. `name` is used in errors ("params[2]", "A"). With
-// `writable`, a read-only buffer is an error. Only CPU, C-contiguous float16/bfloat16/
-// float32/float64 tensors are accepted; anything else raises TypeError/ValueError.
-Imported import_tensor(pybind11::handle obj, const std::string& name, bool writable);
+// `writable`, a read-only buffer is an error. Only CPU float16/bfloat16/float32/float64 tensors
+// are accepted, C-contiguous unless `strided` (the step driver then checks the layout);
+// anything else raises TypeError/ValueError.
+Imported import_tensor(pybind11::handle obj, const std::string& name, bool writable, bool strided = false);
 
 }  // namespace adapprox::py_dlpack

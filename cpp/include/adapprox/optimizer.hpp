@@ -12,6 +12,7 @@
 namespace adapprox {
 
 using Hyper = std::map<std::string, double>;
+class Algorithm;
 
 // "name:key=value,..." -> name and values (numbers; booleans 0/1). Throws Error(spec).
 struct Spec {
@@ -21,7 +22,9 @@ struct Spec {
 Spec parse_spec(const std::string& text);
 std::string format_spec(const std::string& name, const Hyper& values);
 
-// One parameter's optimizer state in a form every optimizer shares (and the byte format stores).
+// One parameter's optimizer state as the byte format stores it: every buffer of the registry's
+// schema but "step", which is `step`. `scalars` is empty since format version 2 (version 1 kept
+// mu_product, rank and float64 there; decode_state converts such records).
 struct StateRecord {
   std::vector<int64_t> shape;
   int64_t step = 0;
@@ -51,31 +54,42 @@ struct MemoryReport {
   int64_t adamw_bytes = 0;
 };
 
+// Any registered optimizer (registry.hpp) with the state it keeps for a fixed list of parameters:
+// the handle owns one set of buffers per parameter, in the registry's schema, created at the
+// parameter's first step.
 class Optimizer {
  public:
+  // "name:key=value,..."; Error(spec) for a malformed spec, an unknown optimizer or key;
+  // Error(value) for a value out of range.
   static std::unique_ptr<Optimizer> create(const std::string& spec);
   // The keys `name` accepts, with their defaults.
   static Hyper defaults(const std::string& name);
 
-  virtual ~Optimizer() = default;
-  virtual std::string name() const = 0;
-  virtual Hyper hyper() const = 0;
+  std::string name() const;
+  Hyper hyper() const { return h_; }
   std::string spec() const { return format_spec(name(), hyper()); }
 
   // Updates params in place. lr >= 0 overrides the learning rate for this step. All inputs
   // are validated before anything is written.
-  virtual void step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr = -1) = 0;
+  void step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr = -1);
 
   std::vector<unsigned char> save() const;
-  // Replaces the state (and hyperparameters) with a saved one of the same optimizer; checked
-  // completely before anything changes.
+  // Replaces the state with a saved one of the same optimizer (the hyperparameters stay this
+  // optimizer's); checked completely before anything changes.
   void load(const unsigned char* data, size_t size);
 
-  virtual MemoryReport memory() const = 0;
+  MemoryReport memory() const;
 
- protected:
-  virtual std::vector<std::unique_ptr<StateRecord>> export_states() const = 0;
-  virtual void import_states(const Hyper& hyper, std::vector<std::unique_ptr<StateRecord>>& states) = 0;
+  Optimizer(const class Algorithm& algo, Hyper h);
+  ~Optimizer();
+
+ private:
+  struct ParamState;
+  const class Algorithm& algo_;
+  Hyper h_;
+  std::vector<std::unique_ptr<ParamState>> states_;  // null: never stepped
+  std::vector<std::vector<int64_t>> shapes_;         // of the parameters seen so far
+  std::vector<int> param_bytes_;
 };
 
 }  // namespace adapprox

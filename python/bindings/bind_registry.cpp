@@ -1,0 +1,160 @@
+// The registry and the step driver for Python: one generic step for every optimizer. The
+// fronts own every state buffer (torch tensors, NumPy arrays) and pass them in through DLPack;
+// factor buffers whose shape changed come back as new DLPack capsules (zero-copy).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+
+#include "adapprox/owned_buffer.hpp"
+#include "adapprox/registry.hpp"
+#include "binders.hpp"
+#include "dlpack_import.hpp"
+
+namespace py = pybind11;
+using namespace adapprox;
+
+namespace {
+
+Hyper hyper_from(const py::dict& d) {
+  Hyper h;
+  for (auto item : d) h[item.first.cast<std::string>()] = item.second.cast<double>();
+  return h;
+}
+
+DType dtype_from(const std::string& name) {
+  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16})
+    if (name == dtype_name(t)) return t;
+  throw py::type_error("unsupported dtype '" + name + "'; expected float32, float64, float16 or bfloat16");
+}
+
+// A capsule owning `buf` ("dltensor", the legacy form every consumer takes); deleted once,
+// by the consumer or, if never consumed, by the capsule.
+struct Exported {
+  dlpack::ManagedTensor managed;
+  std::unique_ptr<OwnedBuffer> buf;
+  std::vector<int64_t> shape;
+};
+
+py::capsule export_buffer(std::unique_ptr<OwnedBuffer> buf) {
+  auto* e = new Exported{};
+  e->shape = buf->shape;
+  e->buf = std::move(buf);
+  dlpack::Tensor& t = e->managed.dl_tensor;
+  t.data = e->buf->bytes.empty() ? nullptr : e->buf->bytes.data();
+  t.device = {dlpack::kDLCPU, 0};
+  t.ndim = static_cast<int32_t>(e->shape.size());
+  const DType d = e->buf->dtype;
+  t.dtype = {static_cast<uint8_t>(d == DType::bf16 ? dlpack::kDLBfloat : dlpack::kDLFloat),
+             static_cast<uint8_t>(8 * dtype_size(d)), 1};
+  t.shape = e->shape.data();
+  t.strides = nullptr;
+  t.byte_offset = 0;
+  e->managed.manager_ctx = e;
+  e->managed.deleter = [](dlpack::ManagedTensor* self) { delete static_cast<Exported*>(self->manager_ctx); };
+  return py::capsule(&e->managed, "dltensor", [](PyObject* cap) {
+    if (PyCapsule_IsValid(cap, "dltensor")) {  // never consumed
+      auto* m = static_cast<dlpack::ManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
+      m->deleter(m);
+    }
+  });
+}
+
+// step(name, hyper, params, grads, states, fresh, indices) -> [(slot, buffer, capsule)]: one
+// driver call for a group. states[i] lists params[i]'s buffers in schema order (None for an
+// absent factor). Returns the buffers the step replaced.
+py::list step_py(const std::string& name, const py::dict& hyper, const py::list& params, const py::list& grads,
+                 const py::list& states, const py::list& fresh, const py::list& indices) {
+  const Algorithm& algo = find_algorithm(name);
+  const size_t n = py::len(params);
+  if (py::len(grads) != n || py::len(states) != n || py::len(fresh) != n || py::len(indices) != n)
+    throw py::value_error("params, grads, states, fresh and indices must have the same length");
+  const Hyper h = hyper_from(hyper);
+  std::vector<py_dlpack::Imported> held;
+  std::vector<Slot> slots(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string idx = "[" + std::to_string(i) + "]";
+    held.push_back(py_dlpack::import_tensor(params[i], "params" + idx, true, true));
+    slots[i].param = held.back().ref;
+    held.push_back(py_dlpack::import_tensor(grads[i], "grads" + idx, false, true));
+    slots[i].grad = held.back().ref;
+    for (auto b : py::reinterpret_borrow<py::list>(states[i])) {
+      if (b.is_none()) {
+        slots[i].state.emplace_back();
+        continue;
+      }
+      held.push_back(py_dlpack::import_tensor(b, "params" + idx + " state", true, true));
+      slots[i].state.push_back(held.back().ref);
+    }
+    slots[i].fresh = fresh[i].cast<bool>();
+    slots[i].index = indices[i].cast<uint64_t>();
+  }
+  CollectingAllocator alloc;
+  {
+    py::gil_scoped_release nogil;
+    step(algo, h, slots, alloc);
+  }
+  py::list out;
+  for (auto& item : alloc.take())
+    out.append(py::make_tuple(item.slot, item.buffer, export_buffer(std::move(item.buf))));
+  return out;
+}
+
+py::list schema_py(const std::string& name, const py::dict& hyper, const std::vector<int64_t>& shape,
+                   const std::string& dtype) {
+  const Algorithm& algo = find_algorithm(name);
+  const Hyper h = complete_hyper(algo, hyper_from(hyper));
+  py::list out;
+  for (const BufferSpec& b : state_schema(algo, h, shape, dtype_from(dtype))) {
+    py::dict d;
+    d["name"] = b.name;
+    d["dtype"] = std::string(dtype_name(b.dtype));
+    d["shape"] = py::tuple(py::cast(b.shape));
+    d["like_param"] = b.like_param;
+    d["resized"] = b.resized;
+    d["fill"] = b.fill;
+    out.append(d);
+  }
+  return out;
+}
+
+py::list hyper_params_py(const std::string& name) {
+  py::list out;
+  for (const HyperParam& p : find_algorithm(name).hyper_params()) {
+    py::dict d;
+    d["name"] = p.name;
+    d["default"] = p.default_value;
+    d["lo"] = p.lo;
+    d["hi"] = p.hi;
+    d["lo_open"] = p.lo_open;
+    d["hi_open"] = p.hi_open;
+    d["whole"] = p.whole;
+    d["doc"] = p.doc;
+    out.append(d);
+  }
+  return out;
+}
+
+void bind_registry(py::module_& m) {
+  m.def("algorithms", [] {
+    std::vector<std::string> names;
+    for (const Algorithm* a : all_algorithms()) names.push_back(a->name());
+    return names;
+  }, "Names of every registered optimizer.");
+  m.def("summary", [](const std::string& name) { return find_algorithm(name).summary(); }, py::arg("name"));
+  m.def("supports_complex", [](const std::string& name) { return find_algorithm(name).supports_complex(); },
+        py::arg("name"));
+  m.def("hyper_params", &hyper_params_py, py::arg("name"),
+        "The registry's hyperparameters of `name`: name, default, range, doc.");
+  m.def("check_hyper", [](const std::string& name, const py::dict& hyper) {
+    return complete_hyper(find_algorithm(name), hyper_from(hyper));
+  }, py::arg("name"), py::arg("hyper"), "`hyper` completed with defaults and checked; ValueError naming a bad one.");
+  m.def("schema", &schema_py, py::arg("name"), py::arg("hyper"), py::arg("shape"), py::arg("dtype"),
+        "The state buffers of a parameter: name, dtype, shape, like_param, resized, fill.");
+  m.def("step", &step_py, py::arg("name"), py::arg("hyper"), py::arg("params"), py::arg("grads"), py::arg("states"),
+        py::arg("fresh"), py::arg("indices"));
+}
+
+const bindings::RegisterBinder registered(bind_registry);
+
+}  // namespace
