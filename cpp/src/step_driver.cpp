@@ -75,7 +75,8 @@ void write_step(const TensorRef& b, int64_t t) {
 void check_buffer(const BufferSpec& spec, const TensorRef& b, const TensorRef& param, const std::string& who) {
   const std::string name = "state '" + spec.name + "'";
   if (spec.resized && !b.data && b.numel() == 0) return;  // absent: the step creates it
-  if (b.dtype != spec.dtype)
+  const bool scalar_ok = spec.shape.empty() && !spec.like_param && (b.dtype == DType::f32 || b.dtype == DType::f64);
+  if (b.dtype != spec.dtype && !scalar_ok)
     fail(ErrorKind::state, who, name + " must be " + dtype_name(spec.dtype) + ", got " + dtype_name(b.dtype));
   if (spec.resized) {
     if (!b.contiguous()) fail(ErrorKind::state, who, name + " must be C-contiguous");
@@ -128,32 +129,72 @@ void check_no_overlap(const std::vector<Slot>& slots, const std::vector<std::vec
   }
 }
 
+// Numbers a group's slots after those of the groups before it.
+class OffsetAllocator final : public Allocator {
+ public:
+  OffsetAllocator(Allocator& inner, size_t base) : inner_(inner), base_(base) {}
+  TensorRef allocate(size_t slot, size_t buffer, DType dtype, const std::vector<int64_t>& shape) override {
+    return inner_.allocate(base_ + slot, buffer, dtype, shape);
+  }
+
+ private:
+  Allocator& inner_;
+  size_t base_;
+};
+
 }  // namespace
 
-void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, Allocator& alloc) {
-  const Hyper h = complete_hyper(algo, given);
-  std::vector<std::vector<BufferSpec>> schemas(slots.size());
-  for (size_t i = 0; i < slots.size(); ++i) {
-    Slot& s = slots[i];
-    const std::string who = "params[" + std::to_string(i) + "]";
-    check_param_and_grad(s, who);
-    schemas[i] = state_schema(algo, h, s.param.shape, s.param.dtype);
-    const auto& schema = schemas[i];
-    if (s.state.size() != schema.size()) {
-      std::string names;
-      for (const auto& b : schema) names += (names.empty() ? "" : ", ") + b.name;
-      fail(ErrorKind::state, who, algo.name() + " needs " + std::to_string(schema.size()) + " state buffers (" + names +
-                                      "), got " + std::to_string(s.state.size()));
+void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& alloc) {
+  // 1. Check everything: hyperparameters, every slot of every group, memory shared anywhere.
+  std::vector<Hyper> hs;
+  std::vector<Slot> all;  // copies for the overlap check
+  std::vector<std::vector<BufferSpec>> schemas;
+  size_t i = 0;
+  for (Group& g : groups) {
+    hs.push_back(complete_hyper(algo, g.hyper));
+    for (Slot& s : g.slots) {
+      const std::string who = "params[" + std::to_string(i++) + "]";
+      check_param_and_grad(s, who);
+      schemas.push_back(state_schema(algo, hs.back(), s.param.shape, s.param.dtype));
+      const auto& schema = schemas.back();
+      if (s.state.size() != schema.size()) {
+        std::string names;
+        for (const auto& b : schema) names += (names.empty() ? "" : ", ") + b.name;
+        fail(ErrorKind::state, who, algo.name() + " needs " + std::to_string(schema.size()) + " state buffers (" +
+                                        names + "), got " + std::to_string(s.state.size()));
+      }
+      const bool counted = !schema.empty() && schema[0].name == kStepBuffer;
+      s.t = counted ? read_step(s.state[0], who) + 1 : 0;
+      for (size_t k = counted ? 1 : 0; k < schema.size(); ++k) check_buffer(schema[k], s.state[k], s.param, who);
+      algo.check_state(hs.back(), s, who);
+      all.push_back(s);
     }
-    const bool counted = !schema.empty() && schema[0].name == kStepBuffer;
-    s.t = counted ? read_step(s.state[0], who) + 1 : 0;
-    for (size_t k = counted ? 1 : 0; k < schema.size(); ++k) check_buffer(schema[k], s.state[k], s.param, who);
-    algo.check_state(h, s, who);
   }
-  check_no_overlap(slots, schemas);
-  algo.step(h, slots, alloc);
-  for (size_t i = 0; i < slots.size(); ++i)
-    if (!schemas[i].empty() && schemas[i][0].name == kStepBuffer) write_step(slots[i].state[0], slots[i].t);
+  check_no_overlap(all, schemas);
+  // 2. Step, group by group; allocations are numbered by the slot's position over all groups.
+  size_t base = 0;
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    OffsetAllocator shifted(alloc, base);
+    algo.step(hs[gi], groups[gi].slots, shifted);
+    for (size_t k = 0; k < groups[gi].slots.size(); ++k) {
+      Slot& s = groups[gi].slots[k];
+      if (!schemas[base + k].empty() && schemas[base + k][0].name == kStepBuffer) write_step(s.state[0], s.t);
+    }
+    base += groups[gi].slots.size();
+  }
+}
+
+void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, Allocator& alloc) {
+  std::vector<Group> groups(1);
+  groups[0].hyper = given;
+  groups[0].slots = std::move(slots);
+  try {
+    step_groups(algo, groups, alloc);
+  } catch (...) {
+    slots = std::move(groups[0].slots);
+    throw;
+  }
+  slots = std::move(groups[0].slots);
 }
 
 }  // namespace adapprox

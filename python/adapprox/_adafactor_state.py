@@ -1,8 +1,6 @@
 """Adafactor pieces shared by the PyTorch and NumPy front ends: hyperparameters (both modes),
-state export/import. The state itself lives in C++ (``_core.AdafactorState``)."""
+and their spec-string keys (the registry's)."""
 from __future__ import annotations
-
-import numpy as np
 
 from . import _core
 
@@ -13,7 +11,6 @@ PAPER_MAX_RHO = 1e-2  # the paper's cap of the relative step, min(1e-2, 1/sqrt(t
 # torch.optim.Adafactor's arguments and defaults, then ours.
 DEFAULTS = dict(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, foreach=None,
                 maximize=False, mode="torch", beta1=None, relative_step=True, scale_parameter=True)
-BUFFERS = ("row_var", "col_var", "variance", "exp_avg")
 
 
 def make_defaults(lr, beta2_decay, eps, d, weight_decay, foreach, maximize, mode, beta1, relative_step,
@@ -42,7 +39,7 @@ def make_defaults(lr, beta2_decay, eps, d, weight_decay, foreach, maximize, mode
 
 def check_hyper(h: dict) -> None:
     """Reject bad hyperparameters up front, naming the argument (the core checks the ranges)."""
-    _core.check_adafactor_hyper(native_hyper(h))
+    _core.check_hyper("adafactor", spec_hyper(h))
 
 
 def _number(x):
@@ -95,25 +92,3 @@ def spec_hyper(h: dict) -> dict:
                 eps1=0.0 if auto else n["eps1"], eps1_auto=float(auto), eps2=n["eps2"], d=n["d"],
                 weight_decay=n["weight_decay"], beta1=n["beta1"], relative_step=float(n["relative_step"]),
                 scale_parameter=float(n["scale_parameter"]), maximize=float(n["maximize"]))
-
-
-def export_state(native) -> dict:
-    """{'step': int, 'row_var' (..., m, 1), 'col_var' (..., 1, n) | 'variance', ['exp_avg']}: NumPy
-    copies, float64 for float64 parameters and float32 otherwise (torch.optim.Adafactor's names
-    and shapes, so its state_dicts and ours load into each other)."""
-    out = {"step": int(native.step)}
-    out.update(native.buffers())
-    return out
-
-
-def import_state(shape, float64: bool, saved: dict, to_numpy=np.asarray):
-    """A validated native state for a parameter of `shape` from export_state's dict (or from
-    torch.optim.Adafactor's state, whose step is a float tensor)."""
-    native = _core.AdafactorState(list(shape), bool(float64))
-    buffers = {k: np.ascontiguousarray(to_numpy(v)) for k, v in saved.items() if k in BUFFERS}
-    step = saved.get("step", 0)
-    step = float(np.asarray(step)) if not isinstance(step, (int, float)) else step
-    if step != int(step):
-        raise ValueError(f"step must be a whole number, got {step!r}")
-    native.load(int(step), buffers)
-    return native

@@ -1,8 +1,6 @@
-"""Adapprox pieces shared by the PyTorch and NumPy front ends: hyperparameters, state
-export/import, and memory accounting. The state itself lives in C++ (``_core.AdapproxState``)."""
+"""Adapprox pieces shared by the PyTorch and NumPy front ends: hyperparameters and their
+spec-string keys (the registry's)."""
 from __future__ import annotations
-
-import numpy as np
 
 from . import _core
 
@@ -24,7 +22,7 @@ def check_hyper(h: dict) -> None:
     if h["seed"] < 0:
         raise ValueError(f"seed must be >= 0, got {h['seed']}")
     # Everything else (ranges of lr, betas, eps, ...) is checked by the core with the same names.
-    _core.check_adapprox_hyper(native_hyper(h))
+    _core.check_hyper("adapprox", spec_hyper(h))
 
 
 def native_hyper(h: dict) -> dict:
@@ -37,17 +35,8 @@ def native_hyper(h: dict) -> dict:
                 cosine_guidance=bool(h["cosine_guidance"]), maximize=bool(h["maximize"]))
 
 
-def export_state(native) -> dict:
-    """A plain dict of float32 NumPy copies: step, rank, factor_q/factor_u or exp_avg_sq, exp_avg."""
-    out = {"step": int(native.step), "rank": int(native.rank)}
-    out.update(native.buffers())
-    return out
-
-
-def import_state(shape, saved: dict, to_numpy=np.asarray):
-    """Build a native state for a parameter of `shape` from export_state's dict (validated)."""
-    native = _core.AdapproxState(list(shape))
-    buffers = {k: np.ascontiguousarray(to_numpy(v), dtype=np.float32)
-               for k, v in saved.items() if k in ("factor_q", "factor_u", "exp_avg_sq", "exp_avg")}
-    native.load(int(saved.get("step", 0)), int(saved.get("rank", 0)), buffers)
-    return native
+def spec_hyper(h: dict) -> dict:
+    """A group as the registry's keys (numbers only; max_rank None is 0)."""
+    n = native_hyper(h)
+    n["max_rank"] = 0 if n["max_rank"] is None else n["max_rank"]
+    return {k: float(v) for k, v in n.items()}

@@ -60,39 +60,49 @@ py::capsule export_buffer(std::unique_ptr<OwnedBuffer> buf) {
   });
 }
 
-// step(name, hyper, params, grads, states, fresh, indices) -> [(slot, buffer, capsule)]: one
-// driver call for a group. states[i] lists params[i]'s buffers in schema order (None for an
-// absent factor). Returns the buffers the step replaced.
-py::list step_py(const std::string& name, const py::dict& hyper, const py::list& params, const py::list& grads,
-                 const py::list& states, const py::list& fresh, const py::list& indices) {
+// step(name, groups) -> [(slot, buffer, capsule)]: one driver call for every group, each
+// (hyper, params, grads, states, fresh, indices); states[i] lists params[i]'s buffers in schema
+// order (None for an absent factor). Slots are numbered across groups. Returns the buffers the
+// step replaced.
+py::list step_py(const std::string& name, const py::list& groups_in) {
   const Algorithm& algo = find_algorithm(name);
-  const size_t n = py::len(params);
-  if (py::len(grads) != n || py::len(states) != n || py::len(fresh) != n || py::len(indices) != n)
-    throw py::value_error("params, grads, states, fresh and indices must have the same length");
-  const Hyper h = hyper_from(hyper);
   std::vector<py_dlpack::Imported> held;
-  std::vector<Slot> slots(n);
-  for (size_t i = 0; i < n; ++i) {
-    const std::string idx = "[" + std::to_string(i) + "]";
-    held.push_back(py_dlpack::import_tensor(params[i], "params" + idx, true, true));
-    slots[i].param = held.back().ref;
-    held.push_back(py_dlpack::import_tensor(grads[i], "grads" + idx, false, true));
-    slots[i].grad = held.back().ref;
-    for (auto b : py::reinterpret_borrow<py::list>(states[i])) {
-      if (b.is_none()) {
-        slots[i].state.emplace_back();
-        continue;
+  std::vector<Group> groups;
+  size_t slot = 0;
+  for (auto gobj : groups_in) {
+    auto g = gobj.cast<py::tuple>();
+    if (g.size() != 6) throw py::value_error("a group is (hyper, params, grads, states, fresh, indices)");
+    const py::list params = g[1], grads = g[2], states = g[3], fresh = g[4], indices = g[5];
+    const size_t n = py::len(params);
+    if (py::len(grads) != n || py::len(states) != n || py::len(fresh) != n || py::len(indices) != n)
+      throw py::value_error("params, grads, states, fresh and indices must have the same length");
+    Group group;
+    group.hyper = hyper_from(g[0].cast<py::dict>());
+    group.slots.resize(n);
+    for (size_t i = 0; i < n; ++i, ++slot) {
+      const std::string idx = "[" + std::to_string(slot) + "]";
+      Slot& s = group.slots[i];
+      held.push_back(py_dlpack::import_tensor(params[i], "params" + idx, true, true));
+      s.param = held.back().ref;
+      held.push_back(py_dlpack::import_tensor(grads[i], "grads" + idx, false, true));
+      s.grad = held.back().ref;
+      for (auto b : py::reinterpret_borrow<py::list>(states[i])) {
+        if (b.is_none()) {
+          s.state.emplace_back();
+          continue;
+        }
+        held.push_back(py_dlpack::import_tensor(b, "params" + idx + " state", true, true));
+        s.state.push_back(held.back().ref);
       }
-      held.push_back(py_dlpack::import_tensor(b, "params" + idx + " state", true, true));
-      slots[i].state.push_back(held.back().ref);
+      s.fresh = fresh[i].cast<bool>();
+      s.index = indices[i].cast<uint64_t>();
     }
-    slots[i].fresh = fresh[i].cast<bool>();
-    slots[i].index = indices[i].cast<uint64_t>();
+    groups.push_back(std::move(group));
   }
   CollectingAllocator alloc;
   {
     py::gil_scoped_release nogil;
-    step(algo, h, slots, alloc);
+    step_groups(algo, groups, alloc);
   }
   py::list out;
   for (auto& item : alloc.take())
@@ -136,6 +146,10 @@ py::list hyper_params_py(const std::string& name) {
 }
 
 void bind_registry(py::module_& m) {
+  m.def("tensor_info", [](py::handle obj) {
+    py_dlpack::Imported t = py_dlpack::import_tensor(obj, "array", false, true);
+    return py::make_tuple(py::tuple(py::cast(t.ref.shape)), std::string(dtype_name(t.ref.dtype)));
+  }, py::arg("array"), "(shape, dtype name) of a DLPack-capable CPU array.");
   m.def("algorithms", [] {
     std::vector<std::string> names;
     for (const Algorithm* a : all_algorithms()) names.push_back(a->name());
@@ -151,8 +165,7 @@ void bind_registry(py::module_& m) {
   }, py::arg("name"), py::arg("hyper"), "`hyper` completed with defaults and checked; ValueError naming a bad one.");
   m.def("schema", &schema_py, py::arg("name"), py::arg("hyper"), py::arg("shape"), py::arg("dtype"),
         "The state buffers of a parameter: name, dtype, shape, like_param, resized, fill.");
-  m.def("step", &step_py, py::arg("name"), py::arg("hyper"), py::arg("params"), py::arg("grads"), py::arg("states"),
-        py::arg("fresh"), py::arg("indices"));
+  m.def("step", &step_py, py::arg("name"), py::arg("groups"));
 }
 
 const bindings::RegisterBinder registered(bind_registry);

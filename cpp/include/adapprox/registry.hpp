@@ -104,4 +104,13 @@ std::vector<BufferSpec> state_schema(const Algorithm& algo, const Hyper& h, cons
 // buffer.
 void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, Allocator& alloc);
 
+// Several parameter groups, each with its own hyperparameters, checked all together before any
+// is stepped (a refused call leaves every group untouched). Slots are numbered across groups
+// in order ("params[i]", and the Allocator's slot).
+struct Group {
+  Hyper hyper;
+  std::vector<Slot> slots;
+};
+void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& alloc);
+
 }  // namespace adapprox

@@ -1,19 +1,40 @@
-"""NativeOptimizer for NumPy: a list of arrays updated in place by ``step(grads)``."""
+"""NativeOptimizer for NumPy: a list of arrays updated in place by ``step(grads)``, with the
+state in NumPy arrays on ``opt.state`` ({index: {name: array}}), named and shaped by the core's
+registry as in the torch front."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
+from .. import _core
+
+_REAL = {np.dtype(np.complex64): np.float32, np.dtype(np.complex128): np.float64}
+
+
+def _real_view(a):
+    """A complex NumPy array as its float view (torch's view_as_real, flattened last axis)."""
+    if isinstance(a, np.ndarray) and a.dtype in _REAL:
+        return a.view(_REAL[a.dtype])
+    return a
+
 
 class NativeOptimizer:
-    """Subclasses implement _native_step, _export, _import and _check(hyper)."""
+    """Subclasses set ``algorithm`` and ``_hyper(hyper)`` (the registry's keys)."""
+
+    algorithm: str = ""
 
     def __init__(self, params, hyper: dict):
         self.params = list(params)
         self._check(hyper)
         self.hyper = dict(hyper)
-        self.states = [None] * len(self.params)
+        self.state = {}
+
+    def _hyper(self, hyper: dict) -> dict:
+        raise NotImplementedError
+
+    def _check(self, hyper):
+        _core.check_hyper(self.algorithm, self._hyper(hyper))
 
     @property
     def lr(self):
@@ -23,16 +44,61 @@ class NativeOptimizer:
     def lr(self, value):
         self.hyper["lr"] = value
 
+    def _new_state(self, p, schema):
+        arr = p if isinstance(p, np.ndarray) else None
+        out = {}
+        for spec in schema:
+            if spec["resized"]:
+                continue
+            dtype = np.dtype(spec["dtype"])
+            if spec["name"] == "step":
+                out["step"] = np.zeros((), np.float64)
+            elif spec["like_param"]:
+                out[spec["name"]] = (np.zeros_like(arr) if arr is not None and arr.dtype in _REAL
+                                     else np.zeros_like(_real_view(arr), dtype=dtype) if arr is not None
+                                     else np.zeros(spec["shape"], dtype))
+            else:
+                out[spec["name"]] = np.zeros(spec["shape"], dtype)
+            if spec["fill"] and spec["name"] != "step":
+                out[spec["name"]][...] = spec["fill"]
+        return out
+
     def step(self, grads):
         """Apply one update in place for every ``grads[i]`` that is not None."""
         grads = list(grads)
         if len(grads) != len(self.params):
             raise ValueError(f"grads: expected {len(self.params)} gradients (one per parameter), got {len(grads)}")
-        self._check(self.hyper)
-        idx = [i for i, g in enumerate(grads) if g is not None]
+        hyper = self._hyper(self.hyper)
+        plist, glist, slist, fresh, idx, owners = [], [], [], [], [], []
+        for i, g in enumerate(grads):
+            if g is None:
+                continue
+            p = self.params[i]
+            if isinstance(p, np.ndarray) and p.dtype in _REAL and not _core.supports_complex(self.algorithm):
+                raise TypeError(f"params[{i}]: {type(self).__name__} does not support complex parameters")
+            pr, gr = _real_view(p), _real_view(g)
+            shape, dtype = _core.tensor_info(pr)
+            schema = _core.schema(self.algorithm, hyper, list(shape), dtype)
+            st = self.state.get(i)
+            is_new = not st
+            if is_new:
+                st = self._new_state(p, schema)
+            bufs = []
+            for spec in schema:
+                t = st.get(spec["name"])
+                if t is None and not spec["resized"]:
+                    raise KeyError(f"params[{i}]: state '{spec['name']}' is missing")
+                bufs.append(None if t is None else _real_view(t))
+            plist.append(pr)
+            glist.append(gr)
+            slist.append(bufs)
+            fresh.append(is_new)
+            idx.append(i)
+            owners.append((i, schema, st, is_new))
+        if not plist:
+            return
         try:
-            states = self._native_step([self.states[i] for i in idx], [self.params[i] for i in idx],
-                                       [grads[i] for i in idx], idx)
+            replaced = _core.step(self.algorithm, [(hyper, plist, glist, slist, fresh, idx)])
         except (ValueError, TypeError) as e:
             # The core names positions within this call; map them back to the caller's indices.
             msg = str(e)
@@ -40,55 +106,92 @@ class NativeOptimizer:
                 msg = msg.replace(f"params[{pos}]", f"params[{idx[pos]}]").replace(f"grads[{pos}]",
                                                                                   f"grads[{idx[pos]}]")
             raise type(e)(msg) from None
-        for i, st in zip(idx, states):
-            self.states[i] = st
+        for i, schema, st, is_new in owners:
+            if is_new:
+                self.state[i] = st
+        for slot, k, capsule in replaced:
+            i, schema = owners[slot][0], owners[slot][1]
+            self.state[i][schema[k]["name"]] = np.from_dlpack(_Capsule(capsule))
 
     def state_dict(self):
-        """{'hyper': dict, 'state': {index: {'step': int, <buffers>: arrays, ...}}}."""
+        """{'hyper': dict, 'state': {index: {name: array}}} (copies)."""
         return {"hyper": dict(self.hyper),
-                "state": {i: self._export(st) for i, st in enumerate(self.states) if st is not None}}
+                "state": {i: {k: np.array(v, copy=True) for k, v in st.items()} for i, st in self.state.items()}}
 
     def load_state_dict(self, state_dict):
-        natives = {}
+        state = {}
         for i, saved in state_dict["state"].items():
             i = int(i)
             if not 0 <= i < len(self.params):
                 raise ValueError(f"state refers to parameter {i}, but there are {len(self.params)}")
-            natives[i] = self._import(self.params[i], saved)
+            state[i] = {k: np.array(v, copy=True) for k, v in saved.items() if k != "rank"}
+            if "step" in state[i]:
+                state[i]["step"] = np.asarray(state[i]["step"], np.float64).reshape(())
+            if "mu_product" in state[i]:
+                state[i]["mu_product"] = np.asarray(state[i]["mu_product"], np.float32).reshape(())
         hyper = dict(state_dict.get("hyper", self.hyper))
         self._check(hyper)
         self.hyper = hyper
-        self.states = [natives.get(i) for i in range(len(self.params))]
+        self.state = state
 
     def save_native_state(self) -> bytes:
         """All state as bytes in the C ABI's format (``adx_state_load`` reads it)."""
-        from .. import _core
-        return _core.encode_state(self._algorithm_name(), self._spec_hyper(self.hyper), self.states)
+        states = []
+        for i, p in enumerate(self.params):
+            st = self.state.get(i)
+            if not st:
+                states.append(None)
+                continue
+            bufs = {k: np.ascontiguousarray(_real_view(v)) for k, v in st.items() if k != "step"}
+            states.append((tuple(np.shape(_real_view(p))), int(st["step"]) if "step" in st else 0, bufs))
+        return _core.encode_state(self.algorithm, _core.check_hyper(self.algorithm, self._hyper(self.hyper)), states)
 
     def load_native_state(self, data: bytes) -> None:
         """Load state written by ``adx_state_save`` or :meth:`save_native_state`, parameter by
         parameter in order; hyperparameters stay this optimizer's."""
-        from .. import _core
         name, _, states = _core.decode_state(data)
-        if name != self._algorithm_name():
-            raise ValueError(f"state was saved by '{name}', this optimizer is '{self._algorithm_name()}'")
+        if name != self.algorithm:
+            raise ValueError(f"state was saved by '{name}', this optimizer is '{self.algorithm}'")
         if len(states) != len(self.params):
             raise ValueError(f"state holds {len(states)} parameters, this optimizer has {len(self.params)}")
-        for p, st in zip(self.params, states):
-            if st is not None and tuple(st.shape) != tuple(np.shape(p)):
-                raise ValueError(f"saved state of shape {tuple(st.shape)} does not fit a parameter of shape {np.shape(p)}")
-        self.states = list(states)
+        new = {}
+        for i, (p, st) in enumerate(zip(self.params, states)):
+            if st is None:
+                continue
+            shape, step, bufs = st
+            if tuple(shape) != tuple(np.shape(p)):
+                raise ValueError(f"params[{i}]: saved state of shape {tuple(shape)} does not fit a parameter of "
+                                 f"shape {tuple(np.shape(p))}")
+            entry = dict(bufs)
+            if self.algorithm != "sgd":
+                entry["step"] = np.asarray(float(step), np.float64).reshape(())
+            new[i] = entry
+        self.state = new
 
     def memory_report(self):
         """Same layout as the torch optimizers' memory_report."""
         params, total, adamw = [], 0, 0
-        for p, st in zip(self.params, self.states):
+        for i, p in enumerate(self.params):
             shape = tuple(np.shape(p))
-            nbytes = st.state_bytes if st is not None else 0
+            st = self.state.get(i, {})
+            nbytes = sum(v.nbytes for k, v in st.items() if k != "step")
             total += nbytes
             adamw += 2 * math.prod(shape) * np.asarray(p).itemsize
             params.append(dict(shape=shape, state_bytes=nbytes, **self._describe(p, st)))
         return dict(total_bytes=total, adamw_bytes=adamw, params=params)
 
-    def _describe(self, param, native) -> dict:
+    def _describe(self, param, st) -> dict:
         return {}
+
+
+class _Capsule:
+    """A DLPack capsule from the core wrapped for np.from_dlpack (which wants __dlpack__)."""
+
+    def __init__(self, capsule):
+        self._capsule = capsule
+
+    def __dlpack__(self, **kwargs):
+        return self._capsule
+
+    def __dlpack_device__(self):
+        return (1, 0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _adafactor_state as S
-from .. import _core
 from ._native import NativeOptimizer
 
 
@@ -31,23 +30,13 @@ class Adafactor(NativeOptimizer):
         super().__init__(params, S.make_defaults(lr, beta2_decay, eps, d, weight_decay, foreach, maximize, mode,
                                                  beta1, relative_step, scale_parameter, decay_rate, eps1, eps2))
 
+    algorithm = "adafactor"
+
     def _check(self, hyper):
         S.check_hyper(hyper)
 
-    def _native_step(self, states, params, grads, indices):
-        return _core.adafactor_step(states, params, grads, S.native_hyper(self.hyper))
-
-    def _export(self, native):
-        return S.export_state(native)
-
-    def _import(self, param, saved):
-        return S.import_state(np.shape(param), str(getattr(param, "dtype", "")).endswith("float64"), saved)
-
-    def _algorithm_name(self):
-        return "adafactor"
-
-    def _spec_hyper(self, hyper):
+    def _hyper(self, hyper):
         return S.spec_hyper(hyper)
 
-    def _describe(self, param, native):
+    def _describe(self, param, st):
         return dict(factored=len(np.shape(param)) >= 2)

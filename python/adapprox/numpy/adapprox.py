@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _adapprox_state as S
-from .. import _core
 from ._native import NativeOptimizer
 
 
@@ -31,25 +30,15 @@ class Adapprox(NativeOptimizer):
                                       tol=tol, oversample=oversample, power_iters=power_iters,
                                       cosine_guidance=cosine_guidance, seed=seed, maximize=maximize))
 
+    algorithm = "adapprox"
+
     def _check(self, hyper):
         S.check_hyper(hyper)
 
-    def _native_step(self, states, params, grads, indices):
-        return _core.adapprox_step(states, params, grads, indices, S.native_hyper(self.hyper))
+    def _hyper(self, hyper):
+        return S.spec_hyper(hyper)
 
-    def _export(self, native):
-        return S.export_state(native)
-
-    def _import(self, param, saved):
-        return S.import_state(np.shape(param), saved)
-
-    def _algorithm_name(self):
-        return "adapprox"
-
-    def _spec_hyper(self, hyper):
-        return S.native_hyper(hyper)
-
-    def _describe(self, param, native):
+    def _describe(self, param, st):
         shape = np.shape(param)
-        return dict(rank=native.rank if native is not None else 0,
+        return dict(rank=int(st["factor_q"].shape[1]) if "factor_q" in st else 0,
                     factored=len(shape) >= 2 and int(np.prod(shape)) > 0)

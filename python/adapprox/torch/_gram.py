@@ -14,20 +14,10 @@ class GramOptimizer(NativeOptimizer):
         for group in self.param_groups:
             S.check_hyper(group)
 
-    def _native_step(self, states, params, grads, indices, group):
-        return S.step(self.algorithm, states, params, grads, group)
-
-    def _export(self, native):
-        return S.export_state(native)
-
-    def _import(self, param, saved):
-        return S.import_state(self.algorithm, param.shape, saved)
-
-    def _algorithm_name(self):
-        return self.algorithm
-
-    def _spec_hyper(self, group):
+    def _hyper(self, group):
         return S.spec_hyper(group)
 
-    def _describe(self, param, native):
-        return S.describe(native) if native is not None else ({"rank": 0} if self.algorithm == "adagram" else {})
+    def _describe(self, param, st):
+        if self.algorithm != "adagram":
+            return {}
+        return {"rank": int(st["factor_p"].shape[1]) if "factor_p" in st else 0}

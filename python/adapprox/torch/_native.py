@@ -1,14 +1,18 @@
-"""NativeOptimizer: the torch.optim.Optimizer plumbing shared by every adapprox optimizer.
+"""NativeOptimizer: the torch.optim.Optimizer front shared by every adapprox optimizer.
 
-Per-parameter state is a native object (``self.state[p]["native"]``); one native call steps a
-whole parameter group. Subclasses say how to call the core and how to export/import state.
+State is ordinary torch tensors in ``self.state[p]``, named and shaped by the core's registry
+(torch's names wherever torch has the optimizer); one native call validates and steps every
+parameter group. state_dict, load_state_dict, hooks, deepcopy and pickle are torch's own.
 """
 from __future__ import annotations
 
-from itertools import chain
-
 import torch
-from torch.utils.dlpack import to_dlpack
+from torch.utils.dlpack import from_dlpack, to_dlpack
+
+from .. import _core
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_NAMES = {v: k for k, v in _DTYPES.items()}
 
 
 def _as_dlpack(t: torch.Tensor):
@@ -18,30 +22,68 @@ def _as_dlpack(t: torch.Tensor):
     return to_dlpack(t) if t.device.type == "cpu" else t.detach()
 
 
+def _scalar_dtype():
+    """The dtype torch gives scalar state such as ``step`` (float64 under a float64 default dtype)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
 class NativeOptimizer(torch.optim.Optimizer):
-    def _native_step(self, states, params, grads, indices, group):
-        """Run the core on one group; returns the state objects used (new ones for None)."""
+    """Subclasses set ``algorithm`` (the registry's name) and map a param group to the core's
+    hyperparameters in ``_hyper``."""
+
+    algorithm: str = ""
+
+    def _hyper(self, group) -> dict:
         raise NotImplementedError
 
-    def _export(self, native) -> dict:
-        """Native state -> {name: NumPy array or number}."""
-        raise NotImplementedError
+    def _check_groups(self):
+        for group in self.param_groups:
+            _core.check_hyper(self.algorithm, self._hyper(group))
 
-    def _import(self, param, saved: dict):
-        """{name: array or number} -> a validated native state for `param`."""
-        raise NotImplementedError
+    def _schema(self, hyper, p_real):
+        key = (tuple(hyper.items()), tuple(p_real.shape), p_real.dtype)
+        cache = self.__dict__.setdefault("_schema_cache", {})
+        s = cache.get(key)
+        if s is None:
+            s = _core.schema(self.algorithm, hyper, list(p_real.shape), _NAMES[p_real.dtype])
+            cache[key] = s
+        return s
 
-    def _algorithm_name(self) -> str:
-        """The optimizer's name in spec strings and the state byte format ("adapprox", "adam", ...)."""
-        raise NotImplementedError
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_schema_cache", None)
+        return state
 
-    def _spec_hyper(self, group) -> dict:
-        """A group's hyperparameters under their spec-string keys."""
-        raise NotImplementedError
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:  # keys added to the optimizer since the state was saved
+            for k, v in self.defaults.items():
+                group.setdefault(k, v)
+        for p, st in self.state.items():  # older formats: Python numbers where tensors are now
+            if not isinstance(p, torch.Tensor) or not isinstance(st, dict):
+                continue
+            for k in ("step", "mu_product"):
+                if k in st and not torch.is_tensor(st[k]):
+                    st[k] = torch.tensor(float(st[k]), dtype=_scalar_dtype())
+            st.pop("rank", None)  # implied by the factors' shapes
 
-    def _describe(self, param, native) -> dict:
-        """Extra memory_report fields for one parameter (e.g. rank)."""
-        return {}
+    def _new_state(self, spec, p, p_real):
+        """A state buffer for the first step of `p`, as the schema describes it."""
+        dtype = _DTYPES[spec["dtype"]]
+        if spec["name"] == "step":
+            return torch.tensor(0.0, dtype=_scalar_dtype())
+        if spec["like_param"]:
+            if p.is_complex():  # torch keeps complex state for complex parameters
+                return torch.zeros_like(p, memory_format=torch.preserve_format)
+            t = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+        elif not spec["shape"]:
+            t = torch.tensor(float(spec["fill"]), dtype=_scalar_dtype())
+            return t
+        else:
+            t = torch.zeros(spec["shape"], dtype=dtype)
+        if spec["fill"]:
+            t.fill_(spec["fill"])
+        return t
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -50,94 +92,152 @@ class NativeOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        complex_ok = None
+        groups, owners = [], []  # owners: (param, schema, state tensors, fresh) per slot
         index = 0
         for gi, group in enumerate(self.param_groups):
-            states, params, grads, indices, owners = [], [], [], [], []
+            hyper = self._hyper(group)
+            params, grads, states, fresh, indices = [], [], [], [], []
             for p in group["params"]:
-                if p.grad is not None:
-                    if p.grad.is_sparse:
-                        raise TypeError(f"param_groups[{gi}]: {type(self).__name__} does not support sparse gradients")
-                    states.append(self.state[p].get("native") if p in self.state else None)
-                    params.append(_as_dlpack(p))
-                    grads.append(_as_dlpack(p.grad))
-                    indices.append(index)
-                    owners.append(p)
                 index += 1
-            if not states:
-                continue
-            try:
-                used = self._native_step(states, params, grads, indices, group)
-            except (ValueError, TypeError) as e:
-                raise type(e)(f"param_groups[{gi}] {e}") from None
-            for p, native in zip(owners, used):  # only a step that ran creates state
-                self.state[p]["native"] = native
+                g = p.grad
+                if g is None:
+                    continue
+                where = f"param_groups[{gi}] params[{index - 1}]"
+                if g.is_sparse:
+                    raise TypeError(f"{where}: {type(self).__name__} does not support sparse gradients")
+                p_real, g_real = p, g
+                if p.is_complex():
+                    if complex_ok is None:
+                        complex_ok = _core.supports_complex(self.algorithm)
+                    if not complex_ok:
+                        raise TypeError(f"{where}: {type(self).__name__} does not support complex parameters "
+                                        f"(got {p.dtype}); the elementwise optimizers do")
+                    p_real, g_real = torch.view_as_real(p), torch.view_as_real(g)
+                schema = self._schema(hyper, p_real)
+                st = self.state.get(p)
+                is_new = not st
+                tensors = []
+                for spec in schema:
+                    name = spec["name"]
+                    if is_new:
+                        t = None if spec["resized"] else self._new_state(spec, p, p_real)
+                    else:
+                        t = st.get(name)
+                        if t is None and not spec["resized"]:
+                            raise KeyError(f"{where}: state '{name}' is missing (the state holds "
+                                           f"{sorted(st)}; {type(self).__name__} needs "
+                                           f"{[s['name'] for s in schema]})")
+                        if t is not None and not torch.is_tensor(t):
+                            raise TypeError(f"{where}: state '{name}' must be a tensor, got {type(t).__name__}")
+                    tensors.append(t)
+                params.append(_as_dlpack(p_real))
+                grads.append(_as_dlpack(g_real))
+                states.append([None if t is None else
+                               _as_dlpack(torch.view_as_real(t) if t.is_complex() else t) for t in tensors])
+                fresh.append(is_new)
+                indices.append(index - 1)
+                owners.append((p, schema, tensors, is_new))
+            if params:
+                groups.append((hyper, params, grads, states, fresh, indices))
+        if not groups:
+            return loss
+        replaced = _core.step(self.algorithm, groups)
+        for p, schema, tensors, is_new in owners:
+            if is_new:
+                st = self.state[p]
+                for spec, t in zip(schema, tensors):
+                    if t is not None:
+                        st[spec["name"]] = t
+        for slot, k, capsule in replaced:
+            p, schema = owners[slot][0], owners[slot][1]
+            self.state[p][schema[k]["name"]] = from_dlpack(capsule)
         return loss
 
+    def load_state_dict(self, state_dict):
+        """torch's load_state_dict. torch.optim.Optimizer casts every floating state tensor to its
+        parameter's dtype; where the schema keeps another dtype (float32 moments of bf16
+        parameters, Adapprox's float32 factors, AdaGram's float64 factors) the saved tensor itself
+        is restored afterwards (when it is what torch cast), so a resume stays exact."""
+        saved = state_dict.get("state", {}) if isinstance(state_dict, dict) else {}
+        super().load_state_dict(state_dict)
+        ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for i, p in zip(ids, params):
+            orig, st = saved.get(i), self.state.get(p)
+            if not isinstance(orig, dict) or not isinstance(st, dict):
+                continue
+            for k, t in st.items():
+                o = orig.get(k)
+                if (torch.is_tensor(o) and torch.is_tensor(t) and o.dtype != t.dtype and o.is_floating_point()
+                        and o.shape == t.shape and torch.equal(o.to(t.dtype), t)):
+                    st[k] = o.detach().clone().to(p.device)
+
     def memory_report(self):
-        """{'total_bytes', 'adamw_bytes', 'params': [{'shape', 'state_bytes', ...}]}; AdamW's figure
-        is exp_avg + exp_avg_sq in the parameter dtype (scalar step counters left out on both sides)."""
+        """{'total_bytes', 'adamw_bytes', 'params': [{'shape', 'state_bytes', ...}]}: the bytes of every
+        state tensor but the scalar ``step``; AdamW's figure is exp_avg + exp_avg_sq in the
+        parameter dtype."""
         params, total, adamw = [], 0, 0
         for group in self.param_groups:
             for p in group["params"]:
-                native = self.state[p].get("native") if p in self.state else None
-                nbytes = native.state_bytes if native is not None else 0
+                st = self.state.get(p, {})
+                nbytes = sum(t.numel() * t.element_size() for k, t in st.items()
+                             if torch.is_tensor(t) and k != "step")
                 total += nbytes
                 adamw += 2 * p.numel() * p.element_size()
-                params.append(dict(shape=tuple(p.shape), state_bytes=nbytes, **self._describe(p, native)))
+                params.append(dict(shape=tuple(p.shape), state_bytes=nbytes, **self._describe(p, st)))
         return dict(total_bytes=total, adamw_bytes=adamw, params=params)
 
-    def state_dict(self):
-        sd = super().state_dict()
-        sd["state"] = {k: {n: (torch.from_numpy(a) if hasattr(a, "dtype") else a)
-                           for n, a in self._export(v["native"]).items()}
-                       for k, v in sd["state"].items() if "native" in v}
-        return sd
+    def _describe(self, p, st) -> dict:
+        """Extra memory_report fields for one parameter (e.g. rank)."""
+        return {}
+
+    def _spec_hyper(self, group) -> dict:
+        return _core.check_hyper(self.algorithm, self._hyper(group))
 
     def save_native_state(self) -> bytes:
         """All state as bytes in the C ABI's format (``adx_state_load`` reads it). The
         hyperparameters stored are those of the first parameter group."""
-        from .. import _core
-        states = [self.state[p].get("native") if p in self.state else None
-                  for g in self.param_groups for p in g["params"]]
-        return _core.encode_state(self._algorithm_name(), self._spec_hyper(self.param_groups[0]), states)
+        states = []
+        for g in self.param_groups:
+            for p in g["params"]:
+                st = self.state.get(p)
+                if not st:
+                    states.append(None)
+                    continue
+                bufs = {k: (torch.view_as_real(t) if t.is_complex() else t).detach().cpu().numpy()
+                        for k, t in st.items() if torch.is_tensor(t) and k != "step"}
+                step = int(st["step"].item()) if "step" in st else 0
+                shape = tuple(torch.view_as_real(p).shape) if p.is_complex() else tuple(p.shape)
+                states.append((shape, step, bufs))
+        return _core.encode_state(self.algorithm, self._spec_hyper(self.param_groups[0]), states)
 
     def load_native_state(self, data: bytes) -> None:
         """Load state written by ``adx_state_save`` or :meth:`save_native_state`, parameter by
-        parameter in order. Hyperparameters stay those of this optimizer's groups."""
-        from .. import _core
+        parameter in order. Hyperparameters stay those of this optimizer's groups; every state is
+        checked against its parameter before anything changes."""
         name, _, states = _core.decode_state(data)
-        if name != self._algorithm_name():
-            raise ValueError(f"state was saved by '{name}', this optimizer is '{self._algorithm_name()}'")
+        if name != self.algorithm:
+            raise ValueError(f"state was saved by '{name}', this optimizer is '{self.algorithm}'")
         params = [p for g in self.param_groups for p in g["params"]]
         if len(states) != len(params):
             raise ValueError(f"state holds {len(states)} parameters, this optimizer has {len(params)}")
-        for p, st in zip(params, states):
-            if st is not None and tuple(st.shape) != tuple(p.shape):
-                raise ValueError(f"saved state of shape {tuple(st.shape)} does not fit a parameter of shape {tuple(p.shape)}")
-        for p, st in zip(params, states):
+        new = {}
+        for i, (p, st) in enumerate(zip(params, states)):
             if st is None:
-                self.state[p].pop("native", None)
-            else:
-                self.state[p]["native"] = st
-
-    def load_state_dict(self, state_dict):
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError("loaded state dict has a different number of parameter groups")
-        saved_ids = list(chain.from_iterable(g["params"] for g in saved_groups))
-        params = list(chain.from_iterable(g["params"] for g in self.param_groups))
-        if len(saved_ids) != len(params):
-            raise ValueError("loaded state dict contains a different number of parameters")
-        id_map = dict(zip(saved_ids, params))
-        natives = {}  # build and validate every native state before anything changes
-        for k, saved in state_dict["state"].items():
-            if k not in id_map:
-                raise ValueError(f"loaded state refers to unknown parameter index {k}")
-            p = id_map[k]
-            natives[p] = self._import(p, {n: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v)
-                                          for n, v in saved.items()})
-        rest = dict(state_dict)
-        rest["state"] = {}
-        super().load_state_dict(rest)  # hyperparameters only: native state keeps its own dtypes
-        for p, native in natives.items():
-            self.state[p]["native"] = native
+                continue
+            shape, step, bufs = st
+            if tuple(shape) != tuple(p.shape):
+                raise ValueError(f"params[{i}]: saved state of shape {tuple(shape)} does not fit a parameter of "
+                                 f"shape {tuple(p.shape)}")
+            entry = {"step": torch.tensor(float(step), dtype=_scalar_dtype())}
+            for k, a in bufs.items():
+                t = torch.from_numpy(a.copy())
+                entry[k] = t
+            if self.algorithm == "sgd":
+                entry.pop("step")
+            new[p] = entry
+        for p in params:
+            self.state.pop(p, None)
+        for p, entry in new.items():
+            self.state[p] = entry

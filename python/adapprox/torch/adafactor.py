@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from .. import _adafactor_state as S
-from .. import _core
 from ._native import NativeOptimizer
 
 
@@ -68,20 +67,10 @@ class Adafactor(NativeOptimizer):
         for group in self.param_groups:
             S.check_hyper(group)
 
-    def _native_step(self, states, params, grads, indices, group):
-        return _core.adafactor_step(states, params, grads, S.native_hyper(group))
+    algorithm = "adafactor"
 
-    def _export(self, native):
-        return S.export_state(native)
-
-    def _import(self, param, saved):
-        return S.import_state(param.shape, param.dtype == torch.float64, saved)
-
-    def _algorithm_name(self):
-        return "adafactor"
-
-    def _spec_hyper(self, group):
+    def _hyper(self, group):
         return S.spec_hyper(group)
 
-    def _describe(self, param, native):
+    def _describe(self, param, st):
         return dict(factored=param.dim() >= 2)

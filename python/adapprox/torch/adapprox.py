@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from .. import _adapprox_state as S
-from .. import _core
 from ._native import NativeOptimizer
 
 
@@ -20,9 +19,10 @@ class Adapprox(NativeOptimizer):
 
     1-D parameters keep a dense second moment. No bias correction (as in the paper). ``max_rank``
     None means ``max(1, min(m, n) // 4)``. Factors are float32 for every parameter dtype; bf16 and
-    fp16 parameters are updated through float32 math and rounded once. The optimizer state lives
-    in the native core; ``state_dict()`` exports float32 tensors ``factor_q`` (m x k), ``factor_u``
-    (n x k), ``exp_avg`` and ``exp_avg_sq`` (1-D), plus ``step`` and ``rank``.
+    fp16 parameters are updated through float32 math and rounded once. State
+    (``opt.state[p]``, ordinary tensors): ``step`` (0-d), float32 ``factor_q`` (m x k) and
+    ``factor_u`` (n x k), replaced by new tensors when the rank k changes, ``exp_avg`` (b1 > 0) and,
+    for 0-D/1-D parameters, ``exp_avg_sq``.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, clip_threshold=1.0, weight_decay=0.0,
@@ -37,20 +37,11 @@ class Adapprox(NativeOptimizer):
         for group in self.param_groups:
             S.check_hyper(group)
 
-    def _native_step(self, states, params, grads, indices, group):
-        return _core.adapprox_step(states, params, grads, indices, S.native_hyper(group))
+    algorithm = "adapprox"
 
-    def _export(self, native):
-        return S.export_state(native)
+    def _hyper(self, group):
+        return S.spec_hyper(group)
 
-    def _import(self, param, saved):
-        return S.import_state(param.shape, saved)
-
-    def _algorithm_name(self):
-        return "adapprox"
-
-    def _spec_hyper(self, group):
-        return S.native_hyper(group)
-
-    def _describe(self, param, native):
-        return dict(rank=native.rank if native is not None else 0, factored=param.dim() >= 2 and param.numel() > 0)
+    def _describe(self, param, st):
+        rank = int(st["factor_q"].shape[1]) if "factor_q" in st else 0
+        return dict(rank=rank, factored=param.dim() >= 2 and param.numel() > 0)

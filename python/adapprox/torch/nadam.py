@@ -54,5 +54,4 @@ class NAdam(ElementwiseOptimizer):
         return dict(lr=_scalar(group["lr"]), beta1=_scalar(beta1), beta2=_scalar(beta2), eps=float(group["eps"]),
                     weight_decay=float(group["weight_decay"]), momentum_decay=float(group["momentum_decay"]),
                     decoupled_weight_decay=float(bool(group["decoupled_weight_decay"])),
-                    maximize=float(bool(group["maximize"])),
-                    mu_product_float32=float(torch.get_default_dtype() != torch.float64))
+                    maximize=float(bool(group["maximize"])))

@@ -43,9 +43,3 @@ class SGD(ElementwiseOptimizer):
         return dict(lr=float(group["lr"]), momentum=float(group["momentum"]), dampening=float(group["dampening"]),
                     weight_decay=float(group["weight_decay"]), nesterov=float(bool(group["nesterov"])),
                     maximize=float(bool(group["maximize"])))
-
-    def _import(self, param, saved):
-        # A torch.optim.SGD state has a momentum_buffer but no step: treat it as already initialised.
-        if "step" not in saved and "momentum_buffer" in saved:
-            saved = dict(saved, step=1)
-        return super()._import(param, saved)
