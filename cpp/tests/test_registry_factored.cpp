@@ -331,7 +331,6 @@ TEST(adapprox_full_rank_matches_dense_reference) {
   // At rank min(m, n) the factorization is exact, so Adapprox is Adam with the robust
   // denominator sqrt(b2 |V_{t-1}| + (1 - b2) g^2) and the RMS clip.
   Run r("adapprox", {{"lr", 0.01}, {"rank", 3}, {"min_rank", 3}, {"max_rank", 3}, {"weight_decay", 0.1}, {"tol", 0}});
-  th_dummy:;
   std::vector<Vec> th = {pattern(12, 1.0, 1), pattern(5, 1.0, 2)};
   for (Vec& v : th)
     for (double& x : v) x = static_cast<float>(x);
@@ -358,7 +357,7 @@ TEST(adapprox_full_rank_matches_dense_reference) {
     for (int j = 0; j < 3; ++j)
       for (int k = 0; k < 3; ++k) v[i * 3 + j] += q[i * 3 + k] * u[j * 3 + k];
   CHECK(near(v, ref[0].V, 1e-4, 1e-9));
-  CHECK(near(values(r.state(1, "exp_avg_sq")), ref[1].V, 1e-5));
+  CHECK(near(values(r.state(1, "exp_avg_sq")), ref[1].V, 1e-4));  // float32 (1 - b2)
   CHECK(near(values(r.state(0, "exp_avg")), ref[0].M, 1e-4, 1e-7));
   CHECK(r.alloc.calls == 2);  // the first step's factors; the rank stays 3 (written in place)
 }
@@ -400,6 +399,7 @@ TEST(adapprox_refused_steps_write_nothing) {
   CHECK(snapshot(r) == before);
   // Factors missing after the first step.
   r.slots[0].state[2] = good_u;
+  const auto intact = snapshot(r);
   const TensorRef q = r.slots[0].state[1];
   r.slots[0].state[1] = TensorRef{nullptr, DType::f32, {4, 0}, {}};
   r.slots[0].state[2] = TensorRef{nullptr, DType::f32, {5, 0}, {}};
@@ -412,7 +412,7 @@ TEST(adapprox_refused_steps_write_nothing) {
   CHECK(threw);
   r.slots[0].state[1] = q;
   r.slots[0].state[2] = good_u;
-  CHECK(snapshot(r) == before);
+  CHECK(snapshot(r) == intact);
   r.step({pattern(20, 0.1, 5), pattern(6, 0.1, 6)});  // and the intact state steps on
   CHECK(values(r.state(0, "step"))[0] == 2);
 }
@@ -466,7 +466,7 @@ TEST(full_matrix_adagrad_refuses_large_parameters) {
 
 TEST(adagram_full_rank_is_a_root_of_g) {
   // With rank >= n the factor is exact: L_t^(-1) = (I - P Q^T) / sqrt(eps) with L L^T = G_t, so
-  // (I - P Q^T)(I - P Q^T)^T G_t = eps I, and |d_t|^2 = g^T G_t^(-1) g.
+  // L^(-T) L^(-1) = G_t^(-1): (I - P Q^T)^T (I - P Q^T) G_t = eps I, and |d_t|^2 = g^T G_t^(-1) g.
   const double lr = 0.3, eps = 0.05;
   Run r("adagram", {{"lr", lr}, {"eps", eps}, {"rank", 8}});
   Vec th = pattern(5, 1.0, 2);
@@ -496,11 +496,11 @@ TEST(adagram_full_rank_is_a_root_of_g) {
   Mat At(5, Vec(5));
   for (int i = 0; i < 5; ++i)
     for (int j = 0; j < 5; ++j) At[i][j] = A[j][i];
-  const Mat E = mul(mul(A, At), G);
+  const Mat E = mul(mul(At, A), G);
   Vec e, want;
   for (int i = 0; i < 5; ++i)
     for (int j = 0; j < 5; ++j) e.push_back(E[i][j]), want.push_back(i == j ? eps : 0);
-  CHECK(near(e, want, 0, 1e-12));
+  CHECK(near(e, want, 0, 1e-11));
 }
 
 TEST(adagram_refuses_a_state_above_its_rank) {
