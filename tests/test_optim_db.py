@@ -138,20 +138,40 @@ def assert_state_dicts_match(name, ours, ref):
             assert _values_equal(og[key], rv), f"param_groups[{i}][{key!r}]: ours {og[key]!r}, torch {rv!r}"
 
 
+_RUNS = {}
+
+
+def run_side_by_side(name, oi):
+    """Both optimizers over STEPS steps (once per input, shared by the two tests below):
+    (ours, torch) parameter snapshots after every step and the final state_dicts."""
+    key = (name, oi.desc)
+    if key not in _RUNS:
+        ref_params, our_params = make_params(), make_params()
+        ref = build(getattr(torch.optim, name), oi, ref_params)
+        ours = build(getattr(at, name), oi, our_params)
+        history = []
+        for t in range(STEPS):
+            set_grads(ref_params, t)
+            set_grads(our_params, t)
+            ref.step()
+            ours.step()
+            history.append(([p.detach().clone() for p in our_params], [p.detach().clone() for p in ref_params]))
+        _RUNS[key] = history, ours, ref
+    return _RUNS[key]
+
+
 @pytest.mark.parametrize("name, oi", RUN_INPUTS)
-def test_matches_torch(name, oi):
-    ref_params, our_params = make_params(), make_params()
-    ref = build(getattr(torch.optim, name), oi, ref_params)
-    ours = build(getattr(at, name), oi, our_params)
-    for t in range(STEPS):
-        set_grads(ref_params, t)
-        set_grads(our_params, t)
-        ref.step()
-        ours.step()
-        for i, (a, b) in enumerate(zip(our_params, ref_params)):
+def test_params_match_torch(name, oi):
+    history, _, _ = run_side_by_side(name, oi)
+    for t, (ours, ref) in enumerate(history):
+        for i, (a, b) in enumerate(zip(ours, ref)):
             assert a.dtype == torch.float64
-            torch.testing.assert_close(a.detach(), b.detach(), **TOL,
-                                       msg=lambda m: f"step {t + 1}, param {i} {tuple(b.shape)}: {m}")
+            torch.testing.assert_close(a, b, **TOL, msg=lambda m: f"step {t + 1}, param {i} {tuple(b.shape)}: {m}")
+
+
+@pytest.mark.parametrize("name, oi", RUN_INPUTS)
+def test_state_dict_matches_torch(name, oi):
+    _, ours, ref = run_side_by_side(name, oi)
     assert_state_dicts_match(name, ours.state_dict(), ref.state_dict())
 
 
