@@ -53,7 +53,17 @@ Optimizer::Optimizer(const Algorithm& algo, Hyper h) : algo_(algo), h_(std::move
 Optimizer::~Optimizer() = default;
 
 std::unique_ptr<Optimizer> Optimizer::create(const std::string& text) {
-  const Spec spec = parse_spec(text);
+  Spec spec = parse_spec(text);
+  if (spec.name == "adafactor") {
+    // eps1 given alone means that value (not the dtype's epsilon); paper mode without either
+    // uses the paper's 1e-30 (as the Python front does).
+    Hyper& v = spec.values;
+    if (v.count("eps1") && !v.count("eps1_auto")) v["eps1_auto"] = 0;
+    if (v.count("mode") && v.at("mode") == 1 && !v.count("eps1") && !v.count("eps1_auto")) {
+      v["eps1"] = 1e-30;
+      v["eps1_auto"] = 0;
+    }
+  }
   return as_spec_error([&] {
     const Algorithm& algo = find_algorithm(spec.name);
     return std::make_unique<Optimizer>(algo, complete_hyper(algo, spec.values));
@@ -103,7 +113,7 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
     slots[i].param = params[i];
     slots[i].grad = grads[i];
     slots[i].index = i;
-    for (auto& b : st->buffers) slots[i].state.push_back(b ? b->ref() : TensorRef{});
+    for (auto& b : st->buffers) slots[i].state.push_back(b ? b->ref() : absent_buffer());
   }
   CollectingAllocator alloc;
   adapprox::step(algo_, h, slots, alloc);
@@ -233,7 +243,7 @@ void Optimizer::load(const unsigned char* data, size_t size) {
       } else {
         ps->buffers.emplace_back();
       }
-      probe.state.push_back(ps->buffers.back() ? ps->buffers.back()->ref() : TensorRef{});
+      probe.state.push_back(ps->buffers.back() ? ps->buffers.back()->ref() : absent_buffer());
     }
     probe.t = r->step + 1;
     algo_.check_state(h_, probe, who);

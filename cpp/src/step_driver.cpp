@@ -74,7 +74,7 @@ void write_step(const TensorRef& b, int64_t t) {
 
 void check_buffer(const BufferSpec& spec, const TensorRef& b, const TensorRef& param, const std::string& who) {
   const std::string name = "state '" + spec.name + "'";
-  if (spec.resized && !b.data && b.numel() == 0) return;  // absent: the step creates it
+  if (spec.resized && (!b.data || b.numel() == 0)) return;  // absent (or empty): the step creates it
   const bool scalar_ok = spec.shape.empty() && !spec.like_param && (b.dtype == DType::f32 || b.dtype == DType::f64);
   if (b.dtype != spec.dtype && !scalar_ok)
     fail(ErrorKind::state, who, name + " must be " + dtype_name(spec.dtype) + ", got " + dtype_name(b.dtype));

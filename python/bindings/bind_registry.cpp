@@ -88,7 +88,7 @@ py::list step_py(const std::string& name, const py::list& groups_in) {
       s.grad = held.back().ref;
       for (auto b : py::reinterpret_borrow<py::list>(states[i])) {
         if (b.is_none()) {
-          s.state.emplace_back();
+          s.state.push_back(absent_buffer());
           continue;
         }
         held.push_back(py_dlpack::import_tensor(b, "params" + idx + " state", true, true));

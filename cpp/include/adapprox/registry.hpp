@@ -44,6 +44,9 @@ struct BufferSpec {
 // back once the step succeeded.
 constexpr const char* kStepBuffer = "step";
 
+// An absent `resized` buffer (before the first step): no data, zero elements.
+inline TensorRef absent_buffer() { return TensorRef{nullptr, DType::f32, {0}, {}}; }
+
 // One parameter in one step.
 struct Slot {
   TensorRef param;               // written in place

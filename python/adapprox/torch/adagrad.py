@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ._elementwise import ElementwiseOptimizer
+from ._native import _scalar_dtype
 
 
 class Adagrad(ElementwiseOptimizer):
@@ -35,6 +36,14 @@ class Adagrad(ElementwiseOptimizer):
                         differentiable=differentiable, fused=fused)
         super().__init__(params, defaults)
         self._check_groups()
+        # As torch: the state exists from construction, `sum` filled with the constructor's
+        # initial_accumulator_value (float32 for bf16/fp16 parameters, complex for complex ones).
+        for group in self.param_groups:
+            for p in group["params"]:
+                dtype = p.dtype if p.dtype in (torch.float64, torch.float32) or p.is_complex() else torch.float32
+                self.state[p]["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+                self.state[p]["sum"] = torch.full_like(p, initial_accumulator_value, dtype=dtype,
+                                                       memory_format=torch.preserve_format)
 
     def _hyper(self, group):
         if group.get("differentiable"):
