@@ -21,7 +21,7 @@ with atheris.instrument_imports(include=["adapprox"]):
     from adapprox import _core
 
 BAD_INPUT = (ValueError, TypeError)
-NAMES = ["adapprox", "adafactor", "adagram", "fullmatrixadagrad", *_core.elementwise_algorithms()]
+NAMES = _core.algorithms()  # the registry: every optimizer
 KEYS = sorted({k for n in NAMES for k in _core.spec_defaults(n)})
 # What the parser and the optimizers can say (see feedback() in _common.py).
 OUTCOMES = feedback([*NAMES, *KEYS, "accepted", "KEY=VALUE", "not a name", "twice", "finite number", "stray",

@@ -57,11 +57,11 @@ def with_checksum(data: bytes) -> bytes:
 def step_in_python(name: str, states: list, data: bytes) -> None:
     if name not in FRONTS or len(states) > MAX_PARAMS:
         return
-    shapes = [(2,) if st is None else tuple(st.shape) for st in states]
+    shapes = [(2,) if st is None else tuple(st[0]) for st in states]  # st: (shape, step, {name: array})
     if any(math.prod(s) > MAX_NUMEL for s in shapes):
         return
-    params = [np.full(s, 0.5, np.float64 if getattr(st, "float64", False) else np.float32)
-              for s, st in zip(shapes, states)]
+    f64 = [st is not None and any(a.dtype == np.float64 for a in st[2].values()) for st in states]
+    params = [np.full(s, 0.5, np.float64 if w else np.float32) for s, w in zip(shapes, f64)]
     opt = FRONTS[name](params)
     outcome = [name]
     expect_only(BAD_INPUT, opt.load_native_state, data, outcome=outcome)

@@ -138,5 +138,5 @@ def test_results_do_not_depend_on_thread_count(shape):
         (w1, s1), (w3, s3) = run(1), run(3)
     finally:
         adapprox.set_num_threads(n)
-    assert np.array_equal(w1, w3) and s1["rank"] == s3["rank"]
+    assert np.array_equal(w1, w3) and s1["factor_q"].shape == s3["factor_q"].shape
     assert np.array_equal(s1["factor_q"], s3["factor_q"])

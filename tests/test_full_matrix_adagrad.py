@@ -85,7 +85,7 @@ def test_size_limit_is_a_clear_error_and_changes_nothing():
     opt = anp.FullMatrixAdagrad([small, big])
     with pytest.raises(ValueError, match=r"params\[1\].*n <= 4096.*4097.*AdaGram"):
         opt.step([np.ones(3), np.ones(limit + 1)])
-    assert (small == 1).all() and (big == 1).all() and opt.states == [None, None]
+    assert (small == 1).all() and (big == 1).all() and opt.state == {}
     ok = np.ones(limit // 64)  # 64 elements: fine
     anp.FullMatrixAdagrad([ok]).step([np.ones_like(ok)])
     assert (ok < 1).all()

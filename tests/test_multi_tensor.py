@@ -106,18 +106,19 @@ def test_dlpack_capsule_is_accepted_once():
     p = torch.ones(5, dtype=torch.float32)
     g = torch.full((5,), 2.0)
     cap_p, cap_g = to_dlpack(p), to_dlpack(g)
-    states = _core.elementwise_step("sgd", [None], [cap_p], [cap_g], {"lr": 0.5})
+    _core.step("sgd", [({"lr": 0.5}, [cap_p], [cap_g], [[]], [True], [0])])
     assert torch.equal(p, torch.zeros(5))  # updated in place through the capsule
     with pytest.raises(TypeError, match=r"params\[0\].*capsule"):
-        _core.elementwise_step("sgd", states, [cap_p], [to_dlpack(g)], {"lr": 0.5})
+        _core.step("sgd", [({"lr": 0.5}, [cap_p], [to_dlpack(g)], [[]], [False], [0])])
     assert torch.equal(p, torch.zeros(5))
 
 
 def test_torch_front_rejects_bad_grad_like_the_protocol():
-    """The capsule path keeps the protocol's checks: a strided gradient is refused, nothing moves."""
+    """The capsule path keeps the protocol's checks: a gradient laid out unlike its parameter is
+    refused, nothing moves."""
     p = torch.nn.Parameter(torch.ones(4, 4))
     p.grad = torch.ones(4, 8)[:, ::2]
     opt = at.Adam([p], lr=0.1)
-    with pytest.raises(ValueError, match=r"grads\[0\].*C-contiguous"):
+    with pytest.raises(ValueError, match=r"params\[0\]: the gradient's strides"):
         opt.step()
     assert torch.equal(p.detach(), torch.ones(4, 4)) and len(opt.state) == 0

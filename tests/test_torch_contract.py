@@ -347,8 +347,9 @@ def test_adapprox_rank_adapts_in_state():
     w = torch.randn(40, 30, generator=gen).requires_grad_()
     opt = at.Adapprox([w], lr=1e-2, rank=1, max_rank=8, tol=1e-3)
     ranks = set()
-    for t in range(6):
-        w.grad = torch.randn(40, 30, generator=gen)
+    for t in range(6):  # rank-1 gradients first (rank 1 suffices), then full-rank ones (it grows)
+        w.grad = (torch.outer(torch.randn(40, generator=gen), torch.randn(30, generator=gen)) if t < 3
+                  else torch.randn(40, 30, generator=gen))
         opt.step()
         q, u = opt.state[w]["factor_q"], opt.state[w]["factor_u"]
         assert q.shape[0] == 40 and u.shape[0] == 30 and q.shape[1] == u.shape[1]

@@ -85,18 +85,20 @@ AdafactorHyper native(const Hyper& h) {
   return a;
 }
 
-// The shape seen as (batch, m, n): >= 2-D parameters factored, 0-D/1-D as (1, 1, numel).
+// The shape seen as (batch, m, n): non-empty >= 2-D parameters factored, the rest as (1, 1, numel).
 struct Dims {
   bool factored = false;
   int64_t batch = 1, rows = 1, cols = 0;
   explicit Dims(const std::vector<int64_t>& shape) {
-    factored = shape.size() >= 2;
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    factored = shape.size() >= 2 && n > 0;  // an empty parameter keeps no factors (schema)
     if (factored) {
       for (size_t i = 0; i + 2 < shape.size(); ++i) batch *= shape[i];
       rows = shape[shape.size() - 2];
       cols = shape.back();
     } else {
-      cols = shape.empty() ? 1 : shape[0];
+      cols = n;
     }
   }
   int64_t numel() const { return batch * rows * cols; }
@@ -482,7 +484,11 @@ class Adafactor final : public Algorithm {
   std::vector<BufferSpec> schema(const Hyper& h, const std::vector<int64_t>& shape, DType dtype) const override {
     const DType sd = algorithms::math_dtype(dtype);
     std::vector<BufferSpec> s = {algorithms::step_buffer()};
-    if (shape.size() >= 2) {
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    // An empty parameter keeps no factors: they would be sized by its other dimensions
+    // (a (10^15, 0, 4) parameter would need 4 * 10^15 column statistics for nothing).
+    if (shape.size() >= 2 && numel > 0) {
       BufferSpec row, col;
       row.name = "row_var";
       row.dtype = sd;

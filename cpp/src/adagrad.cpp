@@ -61,6 +61,7 @@ class Adagrad final : public KernelAlgorithm<AdagradKernel> {
     return hp;
   }
   std::vector<std::string> buffer_names(const Hyper&) const override { return {"sum"}; }
+  std::string fill_from(const std::string&) const override { return "initial_accumulator_value"; }
 };
 
 }  // namespace

@@ -118,7 +118,10 @@ std::vector<BufferSpec> ElementwiseAlgorithm::schema(const Hyper& h, const std::
     b.fill = init;
     out.push_back(b);
   }
-  for (const auto& name : buffer_names(h)) out.push_back(algorithms::like_param(name, algorithms::math_dtype(dtype), shape));
+  for (const auto& name : buffer_names(h)) {
+    out.push_back(algorithms::like_param(name, algorithms::math_dtype(dtype), shape));
+    out.back().fill_from = fill_from(name);
+  }
   return out;
 }
 

@@ -205,6 +205,9 @@ std::string names_of(const std::vector<BufferSpec>& schema) {
 void Optimizer::load(const unsigned char* data, size_t size) {
   DecodedState d = decode_state(data, size);
   if (d.name != name()) bad_state("state was saved by optimizer '" + d.name + "', this is '" + name() + "'");
+  for (const auto& [k, v] : d.hyper)  // a spec can hold nothing else: spec() must stay parseable
+    if (!std::isfinite(v)) bad_state("state holds a hyperparameter '" + k + "' that is not a finite number");
+  const Hyper h = complete_hyper(algo_, d.hyper);  // the saved hyperparameters travel with the state
   if (!shapes_.empty() && d.states.size() != shapes_.size())
     bad_state("saved state has " + std::to_string(d.states.size()) + " parameters, this optimizer has " +
               std::to_string(shapes_.size()));
@@ -223,9 +226,9 @@ void Optimizer::load(const unsigned char* data, size_t size) {
       bad_state(who + ": shape " + shape_str(r->shape) + " does not fit the parameter's " + shape_str(shapes_[i]));
     shapes[i] = r->shape;
     // The parameter dtype the record was saved for: float64 state means float64 parameters.
-    std::vector<BufferSpec> schema = state_schema(algo_, h_, r->shape, DType::f32);
+    std::vector<BufferSpec> schema = state_schema(algo_, h, r->shape, DType::f32);
     if (!record_fits(schema, *r)) {
-      schema = state_schema(algo_, h_, r->shape, DType::f64);
+      schema = state_schema(algo_, h, r->shape, DType::f64);
       if (!record_fits(schema, *r))
         bad_state(who + ": its buffers do not match " + name() + "'s state (" + names_of(schema) + ")");
       bytes[i] = 8;
@@ -246,9 +249,10 @@ void Optimizer::load(const unsigned char* data, size_t size) {
       probe.state.push_back(ps->buffers.back() ? ps->buffers.back()->ref() : absent_buffer());
     }
     probe.t = r->step + 1;
-    algo_.check_state(h_, probe, who);
+    algo_.check_state(h, probe, who);
     next[i] = std::move(ps);
   }
+  h_ = h;
   states_ = std::move(next);
   shapes_ = std::move(shapes);
   param_bytes_ = std::move(bytes);

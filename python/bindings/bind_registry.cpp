@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "adapprox/full_matrix_adagrad.hpp"
 #include "adapprox/owned_buffer.hpp"
 #include "adapprox/registry.hpp"
 #include "binders.hpp"
@@ -28,10 +29,10 @@ DType dtype_from(const std::string& name) {
   throw py::type_error("unsupported dtype '" + name + "'; expected float32, float64, float16 or bfloat16");
 }
 
-// A capsule owning `buf` ("dltensor", the legacy form every consumer takes); deleted once,
-// by the consumer or, if never consumed, by the capsule.
+// A capsule owning `buf` ("dltensor_versioned", writable: NumPy marks legacy capsules
+// read-only); deleted once, by the consumer or, if never consumed, by the capsule.
 struct Exported {
-  dlpack::ManagedTensor managed;
+  dlpack::ManagedTensorVersioned managed;
   std::unique_ptr<OwnedBuffer> buf;
   std::vector<int64_t> shape;
 };
@@ -50,11 +51,13 @@ py::capsule export_buffer(std::unique_ptr<OwnedBuffer> buf) {
   t.shape = e->shape.data();
   t.strides = nullptr;
   t.byte_offset = 0;
+  e->managed.version = {1, 0};
+  e->managed.flags = 0;
   e->managed.manager_ctx = e;
-  e->managed.deleter = [](dlpack::ManagedTensor* self) { delete static_cast<Exported*>(self->manager_ctx); };
-  return py::capsule(&e->managed, "dltensor", [](PyObject* cap) {
-    if (PyCapsule_IsValid(cap, "dltensor")) {  // never consumed
-      auto* m = static_cast<dlpack::ManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
+  e->managed.deleter = [](dlpack::ManagedTensorVersioned* self) { delete static_cast<Exported*>(self->manager_ctx); };
+  return py::capsule(&e->managed, "dltensor_versioned", [](PyObject* cap) {
+    if (PyCapsule_IsValid(cap, "dltensor_versioned")) {  // never consumed
+      auto* m = static_cast<dlpack::ManagedTensorVersioned*>(PyCapsule_GetPointer(cap, "dltensor_versioned"));
       m->deleter(m);
     }
   });
@@ -146,10 +149,11 @@ py::list hyper_params_py(const std::string& name) {
 }
 
 void bind_registry(py::module_& m) {
-  m.def("tensor_info", [](py::handle obj) {
-    py_dlpack::Imported t = py_dlpack::import_tensor(obj, "array", false, true);
+  m.attr("FULL_MATRIX_MAX_NUMEL") = kFullMatrixMaxNumel;
+  m.def("tensor_info", [](py::handle obj, const std::string& name) {
+    py_dlpack::Imported t = py_dlpack::import_tensor(obj, name, false, true);
     return py::make_tuple(py::tuple(py::cast(t.ref.shape)), std::string(dtype_name(t.ref.dtype)));
-  }, py::arg("array"), "(shape, dtype name) of a DLPack-capable CPU array.");
+  }, py::arg("array"), py::arg("name") = "array", "(shape, dtype name) of a DLPack-capable CPU array.");
   m.def("algorithms", [] {
     std::vector<std::string> names;
     for (const Algorithm* a : all_algorithms()) names.push_back(a->name());

@@ -28,6 +28,8 @@ class ElementwiseAlgorithm : public Algorithm {
   // 0-d float32 state other than "step", with initial values.
   virtual std::vector<std::pair<std::string, double>> scalar_names() const { return {}; }
   virtual bool counts_steps() const { return true; }
+  // The hyperparameter whose value a buffer starts from ("" for zero).
+  virtual std::string fill_from(const std::string& buffer) const { return ""; }
   // Per-parameter scalar bookkeeping before the elementwise pass. `dtypes` gives each scalar's
   // storage dtype (its value is rounded to it, as torch's scalar tensors are).
   virtual void begin_step(ElementwiseState& st, const Hyper& h, const std::map<std::string, DType>& dtypes) const {}

@@ -74,8 +74,8 @@ class Optimizer {
   void step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr = -1);
 
   std::vector<unsigned char> save() const;
-  // Replaces the state with a saved one of the same optimizer (the hyperparameters stay this
-  // optimizer's); checked completely before anything changes.
+  // Replaces the state and the hyperparameters with saved ones of the same optimizer; checked
+  // completely before anything changes.
   void load(const unsigned char* data, size_t size);
 
   MemoryReport memory() const;

@@ -57,10 +57,12 @@ class NativeOptimizer:
                 out[spec["name"]] = (np.zeros_like(arr) if arr is not None and arr.dtype in _REAL
                                      else np.zeros_like(_real_view(arr), dtype=dtype) if arr is not None
                                      else np.zeros(spec["shape"], dtype))
+            elif not spec["shape"]:  # 0-d scalars (NAdam's mu_product) in float64
+                out[spec["name"]] = np.zeros((), np.float64)
             else:
                 out[spec["name"]] = np.zeros(spec["shape"], dtype)
             if spec["fill"] and spec["name"] != "step":
-                out[spec["name"]][...] = spec["fill"]
+                _real_view(out[spec["name"]])[...] = spec["fill"]  # every real number, as torch's complex fill
         return out
 
     def step(self, grads):
@@ -77,7 +79,7 @@ class NativeOptimizer:
             if isinstance(p, np.ndarray) and p.dtype in _REAL and not _core.supports_complex(self.algorithm):
                 raise TypeError(f"params[{i}]: {type(self).__name__} does not support complex parameters")
             pr, gr = _real_view(p), _real_view(g)
-            shape, dtype = _core.tensor_info(pr)
+            shape, dtype = _core.tensor_info(pr, f"params[{i}]")
             schema = _core.schema(self.algorithm, hyper, list(shape), dtype)
             st = self.state.get(i)
             is_new = not st
@@ -87,7 +89,7 @@ class NativeOptimizer:
             for spec in schema:
                 t = st.get(spec["name"])
                 if t is None and not spec["resized"]:
-                    raise KeyError(f"params[{i}]: state '{spec['name']}' is missing")
+                    raise ValueError(f"params[{i}]: state '{spec['name']}' is missing")
                 bufs.append(None if t is None else _real_view(t))
             plist.append(pr)
             glist.append(gr)
@@ -128,11 +130,32 @@ class NativeOptimizer:
             if "step" in state[i]:
                 state[i]["step"] = np.asarray(state[i]["step"], np.float64).reshape(())
             if "mu_product" in state[i]:
-                state[i]["mu_product"] = np.asarray(state[i]["mu_product"], np.float32).reshape(())
+                state[i]["mu_product"] = np.asarray(state[i]["mu_product"], np.float64).reshape(())
         hyper = dict(state_dict.get("hyper", self.hyper))
         self._check(hyper)
+        self._conform(state, hyper)
         self.hyper = hyper
         self.state = state
+
+    def _conform(self, state, hyper):
+        """Checks loaded state against each parameter's schema (every buffer present, fixed shapes
+        right) and converts buffers to the dtype the state keeps (as torch casts); raises
+        ValueError naming the parameter and buffer."""
+        for i, st in state.items():  # buffers in the dtype this parameter's state keeps (as torch casts)
+            p = _real_view(self.params[i])
+            shape, dtype = _core.tensor_info(p, f"params[{i}]")
+            for spec in _core.schema(self.algorithm, self._hyper(hyper), list(shape), dtype):
+                a = st.get(spec["name"])
+                if a is None and not spec["resized"]:
+                    raise ValueError(f"params[{i}]: state '{spec['name']}' is required ({self.algorithm} keeps "
+                                     f"{[s['name'] for s in _core.schema(self.algorithm, self._hyper(hyper), list(shape), dtype)]})")
+                if a is None or spec["name"] == "step" or spec["resized"] or a.dtype in _REAL:
+                    continue
+                if tuple(a.shape) != tuple(spec["shape"]):
+                    raise ValueError(f"params[{i}]: state '{spec['name']}' has shape {tuple(a.shape)}, expected "
+                                     f"{tuple(spec['shape'])}")
+                if spec["shape"] or spec["like_param"]:
+                    st[spec["name"]] = a.astype(spec["dtype"], copy=False)
 
     def save_native_state(self) -> bytes:
         """All state as bytes in the C ABI's format (``adx_state_load`` reads it)."""
@@ -162,10 +185,17 @@ class NativeOptimizer:
             if tuple(shape) != tuple(np.shape(p)):
                 raise ValueError(f"params[{i}]: saved state of shape {tuple(shape)} does not fit a parameter of "
                                  f"shape {tuple(np.shape(p))}")
-            entry = dict(bufs)
-            if self.algorithm != "sgd":
-                entry["step"] = np.asarray(float(step), np.float64).reshape(())
+            entry = {}  # in schema order, as a stepped state
+            pr = _real_view(p)
+            shape_, dtype = _core.tensor_info(pr, f"params[{i}]")
+            for spec in _core.schema(self.algorithm, self._hyper(self.hyper), list(shape_), dtype):
+                if spec["name"] == "step":
+                    entry["step"] = np.asarray(float(step), np.float64).reshape(())
+                elif spec["name"] in bufs:
+                    entry[spec["name"]] = bufs[spec["name"]]
+            entry.update({k: v for k, v in bufs.items() if k not in entry})
             new[i] = entry
+        self._conform(new, self.hyper)
         self.state = new
 
     def memory_report(self):

@@ -6,6 +6,8 @@ parameter group. state_dict, load_state_dict, hooks, deepcopy and pickle are tor
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch.utils.dlpack import from_dlpack, to_dlpack
 
@@ -55,9 +57,12 @@ class NativeOptimizer(torch.optim.Optimizer):
         return state
 
     def __setstate__(self, state):
+        # The constructor's own keys (torch's __setstate__ adds "differentiable" to every optimizer).
+        own = {k: v for k, v in (state.get("defaults") or getattr(self, "defaults", {})).items()
+               if k != "differentiable" or "differentiable" in inspect.signature(type(self).__init__).parameters}
         super().__setstate__(state)
         for group in self.param_groups:  # keys added to the optimizer since the state was saved
-            for k, v in self.defaults.items():
+            for k, v in own.items():
                 group.setdefault(k, v)
         for p, st in self.state.items():  # older formats: Python numbers where tensors are now
             if not isinstance(p, torch.Tensor) or not isinstance(st, dict):
@@ -66,6 +71,18 @@ class NativeOptimizer(torch.optim.Optimizer):
                 if k in st and not torch.is_tensor(st[k]):
                     st[k] = torch.tensor(float(st[k]), dtype=_scalar_dtype())
             st.pop("rank", None)  # implied by the factors' shapes
+
+    @staticmethod
+    def _schema_dtype(t, spec, p):
+        """`t` in the dtype the schema keeps. torch.optim.Optimizer.load_state_dict casts floating
+        state to the parameter's dtype (bf16 for bf16 parameters, as torch keeps it); such a
+        tensor is widened once here, and the widened copy replaces it in the state after the step."""
+        if t.is_complex() or not t.is_floating_point():
+            return t
+        want = _DTYPES[spec["dtype"]] if (spec["like_param"] or spec["shape"]) else t.dtype
+        if t.dtype != want and not (p.is_complex() and spec["like_param"]):
+            return t.to(want)
+        return t
 
     def _new_state(self, spec, p, p_real):
         """A state buffer for the first step of `p`, as the schema describes it."""
@@ -117,6 +134,12 @@ class NativeOptimizer(torch.optim.Optimizer):
                 schema = self._schema(hyper, p_real)
                 st = self.state.get(p)
                 is_new = not st
+                if st:
+                    names = {s["name"] for s in schema}
+                    foreign = sorted(k for k, v in st.items() if torch.is_tensor(v) and k not in names and k != "step")
+                    if foreign:
+                        raise ValueError(f"{where}: state {foreign} is not {type(self).__name__}'s (it keeps "
+                                         f"{sorted(names)}); was a state_dict of another optimizer loaded?")
                 tensors = []
                 for spec in schema:
                     name = spec["name"]
@@ -130,6 +153,8 @@ class NativeOptimizer(torch.optim.Optimizer):
                                            f"{[s['name'] for s in schema]})")
                         if t is not None and not torch.is_tensor(t):
                             raise TypeError(f"{where}: state '{name}' must be a tensor, got {type(t).__name__}")
+                        if t is not None and name != "step":
+                            t = self._schema_dtype(t, spec, p)
                     tensors.append(t)
                 params.append(_as_dlpack(p_real))
                 grads.append(_as_dlpack(g_real))
@@ -144,11 +169,12 @@ class NativeOptimizer(torch.optim.Optimizer):
             return loss
         replaced = _core.step(self.algorithm, groups)
         for p, schema, tensors, is_new in owners:
-            if is_new:
-                st = self.state[p]
-                for spec, t in zip(schema, tensors):
-                    if t is not None:
-                        st[spec["name"]] = t
+            st = self.state.get(p)
+            for spec, t in zip(schema, tensors):
+                if t is not None and (st is None or st.get(spec["name"]) is not t):
+                    if st is None:
+                        st = self.state[p]
+                    st[spec["name"]] = t
         for slot, k, capsule in replaced:
             p, schema = owners[slot][0], owners[slot][1]
             self.state[p][schema[k]["name"]] = from_dlpack(capsule)
@@ -172,6 +198,16 @@ class NativeOptimizer(torch.optim.Optimizer):
                 if (torch.is_tensor(o) and torch.is_tensor(t) and o.dtype != t.dtype and o.is_floating_point()
                         and o.shape == t.shape and torch.equal(o.to(t.dtype), t)):
                     st[k] = o.detach().clone().to(p.device)
+        for group in self.param_groups:  # torch's bf16 state of bf16 parameters: float32 from now on
+            hyper = self._hyper(group)
+            for p in group["params"]:
+                st = self.state.get(p)
+                if not st or p.is_complex():
+                    continue
+                for spec in self._schema(hyper, p):
+                    t = st.get(spec["name"])
+                    if torch.is_tensor(t) and spec["name"] != "step":
+                        st[spec["name"]] = self._schema_dtype(t, spec, p)
 
     def memory_report(self):
         """{'total_bytes', 'adamw_bytes', 'params': [{'shape', 'state_bytes', ...}]}: the bytes of every

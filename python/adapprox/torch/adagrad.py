@@ -42,7 +42,9 @@ class Adagrad(ElementwiseOptimizer):
             for p in group["params"]:
                 dtype = p.dtype if p.dtype in (torch.float64, torch.float32) or p.is_complex() else torch.float32
                 self.state[p]["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
-                self.state[p]["sum"] = torch.full_like(p, initial_accumulator_value, dtype=dtype,
+                init = complex(initial_accumulator_value, initial_accumulator_value) if p.is_complex() \
+                    else initial_accumulator_value  # torch fills both parts of a complex sum
+                self.state[p]["sum"] = torch.full_like(p, init, dtype=dtype,
                                                        memory_format=torch.preserve_format)
 
     def _hyper(self, group):
