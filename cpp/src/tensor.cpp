@@ -199,6 +199,7 @@ void for_each_offset(const TensorRef& t, Fn fn) {
 
 void gather(const TensorRef& src, DType dtype, void* dst) {
   if (src.contiguous() && dtype == DType::f32) return to_float32(src, static_cast<float*>(dst));
+  if (src.numel() == 0) return;
   if (src.contiguous() && src.dtype == dtype) {
     std::memcpy(dst, src.data, static_cast<size_t>(src.numel()) * dtype_size(dtype));
     return;
@@ -214,6 +215,7 @@ void scatter(const void* src, DType dtype, const TensorRef& dst) {
     TensorRef d = dst;
     return from_float32(static_cast<const float*>(src), d);
   }
+  if (dst.numel() == 0) return;
   if (dst.contiguous() && dst.dtype == dtype) {
     std::memcpy(dst.data, src, static_cast<size_t>(dst.numel()) * dtype_size(dtype));
     return;

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "adapprox/adapprox.hpp"
 #include "adapprox/full_matrix_adagrad.hpp"
 #include "adapprox/owned_buffer.hpp"
 #include "adapprox/registry.hpp"
@@ -150,6 +151,10 @@ py::list hyper_params_py(const std::string& name) {
 
 void bind_registry(py::module_& m) {
   m.attr("FULL_MATRIX_MAX_NUMEL") = kFullMatrixMaxNumel;
+  m.def("adapprox_workspace_bytes", [](const std::vector<int64_t>& shape, const std::string& dtype, const py::dict& hyper) {
+    return adapprox_step_workspace_bytes(shape, dtype_from(dtype), complete_hyper(find_algorithm("adapprox"), hyper_from(hyper)));
+  }, py::arg("shape"), py::arg("dtype"), py::arg("hyper"),
+        "Bytes of transient memory one Adapprox step may allocate for a parameter (README bound).");
   m.def("tensor_info", [](py::handle obj, const std::string& name) {
     py_dlpack::Imported t = py_dlpack::import_tensor(obj, name, false, true);
     return py::make_tuple(py::tuple(py::cast(t.ref.shape)), std::string(dtype_name(t.ref.dtype)));
