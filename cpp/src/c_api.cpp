@@ -96,7 +96,7 @@ adx_status copy_out(const std::string& s, char* buf, size_t capacity, size_t* ne
 
 extern "C" {
 
-const char* adx_version(void) { return "0.1.0"; }
+const char* adx_version(void) { return ADAPPROX_VERSION_STRING; }  // pyproject.toml's, through CMake
 int adx_abi_version(void) { return 1; }
 const char* adx_last_error(void) { return t_last_error.c_str(); }
 

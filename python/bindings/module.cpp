@@ -71,6 +71,7 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  m.attr("__version__") = ADAPPROX_VERSION_STRING;  // pyproject.toml's, through CMake
   m.def("num_threads", &num_threads, "Threads the native core uses.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"), "Set the number of native threads.");
   m.def("as_rsi", &as_rsi_py, py::arg("A"), py::arg("rank"), py::arg("min_rank"), py::arg("max_rank"),
