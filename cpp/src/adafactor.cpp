@@ -44,8 +44,9 @@
 #include <type_traits>
 
 #include "adapprox/thread_pool.hpp"
+#include "adapprox/tuning.hpp"
 #include "algorithms.hpp"
-#include "isa.hpp"
+#include "isa_dispatch.hpp"
 #include "staged.hpp"
 
 namespace adapprox {
@@ -113,8 +114,7 @@ struct Buffers {
   T* exp_avg = nullptr;   // numel (paper mode with beta1 > 0)
 };
 
-constexpr int64_t kGrain = 1 << 14;  // elements per chunk, at least
-constexpr int64_t kBig = 1 << 16;    // parameters this large use every thread on their own
+constexpr int64_t kGrain = tuning::kFactoredGrain;
 
 int64_t row_grain(int64_t n) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, n)); }
 
@@ -135,8 +135,9 @@ double machine_eps(DType t) {
 }
 
 // Sums run over kLanes independent double accumulators, combined in a fixed order at the end:
-// the loops vectorise, and the result is the same for every instruction set (isa.hpp).
-constexpr int kLanes = 8;
+// the loops vectorise, and the result is the same for every instruction set (adapprox/isa.hpp).
+constexpr int kLanes = tuning::kReductionLanes;
+static_assert(kLanes == 8, "lanes_total adds eight lanes");
 inline double lanes_total(const double* a) {
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
@@ -515,7 +516,7 @@ class Adafactor final : public Algorithm {
     // Large parameters one after another, each with every thread; the rest side by side.
     std::vector<Slot*> small;
     for (Slot& s : slots) {
-      if (s.param.numel() >= kBig)
+      if (s.param.numel() >= tuning::kBigParamNumel)
         step_one(s, h, eps1);
       else
         small.push_back(&s);

@@ -8,13 +8,12 @@
 
 #include "elementwise_kernel.hpp"
 #include "algorithms.hpp"
-#include "fused_madd.hpp"
 
 namespace adapprox::algorithms {
 namespace {
 
-template <bool Fused, class T>
-ADAPPROX_ALWAYS_INLINE void adagrad_loop(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g,
+template <class T>
+void adagrad_loop(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g,
                                          T* const* bufs) {
   const double wd_d = h.at("weight_decay");
   const double clr = h.at("lr") / (1 + double(st.step - 1) * h.at("lr_decay"));
@@ -23,25 +22,18 @@ ADAPPROX_ALWAYS_INLINE void adagrad_loop(const Hyper& h, const ElementwiseState&
   T* sum = bufs[0];
   for (int64_t i = 0; i < n; ++i) {
     T gi = maximize ? -g[i] : g[i];
-    if (decay) gi = madd<Fused>(wd, p[i], gi);                  // grad.add(param, alpha=wd)
-    const T s = madd<Fused>(gi, gi, sum[i]);      // state_sum.addcmul_(g, g, value=1)
+    if (decay) gi = fmadd(wd, p[i], gi);                  // grad.add(param, alpha=wd)
+    const T s = fmadd(gi, gi, sum[i]);      // state_sum.addcmul_(g, g, value=1)
     sum[i] = s;
     const T std_ = std::sqrt(s) + eps;                           // state_sum.sqrt().add_(eps)
     p[i] = p[i] + neg_clr * gi / std_;                           // param.addcdiv_(g, std, value=-clr)
   }
 }
 
-template <class T>
-ADAPPROX_FUSED_TARGET void adagrad_fused(const Hyper& h, const ElementwiseState& st, int64_t n, T* p,
-                                         const T* g, T* const* bufs) {
-  adagrad_loop<true>(h, st, n, p, g, bufs);
-}
-
 struct AdagradKernel {
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
-    if (cpu_has_fma()) adagrad_fused(h, st, n, p, g, bufs);
-    else adagrad_loop<false>(h, st, n, p, g, bufs);
+    adagrad_loop(h, st, n, p, g, bufs);
   }
 };
 

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "algorithms.hpp"
+#include "adapprox/tuning.hpp"
 #include "gram_driver.hpp"
 
 namespace adapprox {
@@ -53,7 +54,7 @@ void householder_qr(const CMat& A, CMat& Q, CMat& R) {
   R = qr.matrixQR().topRows(k).triangularView<Eigen::Upper>();
 }
 
-constexpr Eigen::Index kQrBlock = 8192;  // rows per block of the tall-skinny QR
+constexpr Eigen::Index kQrBlock = tuning::kQrBlockRows;
 
 // The same factorization as a tall-skinny QR: row blocks of at least max(kQrBlock, 2k) rows are
 // factored side by side on the pool (A_b = Q_b R_b), then the stacked R_b once more

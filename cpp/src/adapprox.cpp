@@ -1,5 +1,6 @@
 // Adapprox (the math: adapprox.hpp) as the registry entry "adapprox".
 #include "adapprox/adapprox.hpp"
+#include "adapprox/tuning.hpp"
 
 #include <climits>
 #include <cmath>
@@ -203,8 +204,7 @@ class EmaOperator final : public detail::Operator<float> {
   struct Stats {
     double v_sq = 0, mhat_sq = 0;
   };
-  // From this many columns on, products use Eigen's blocked GEMM instead of row kernels.
-  static constexpr int kGemmCols = 12;
+  static constexpr int kGemmCols = tuning::kGemmMinColumns;
 
   // sq = G[t0 : t0 + len]^2 (a len x n tile).
   void square_tile(int64_t t0, int64_t len, MatF& sq) const {
@@ -250,7 +250,7 @@ float guidance_scale(const std::vector<Sums3>& parts) {
 
 // theta -= lr * (s * M + wd * theta), once s is known.
 void apply_guided_theta(const kernels::UpdateRow& a, float* m, float* theta, int64_t count, float s) {
-  parallel_chunks(count, 1 << 14, [&](int, int64_t b, int64_t e) {
+  parallel_chunks(count, tuning::kGuidedUpdateGrain, [&](int, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) theta[i] = theta[i] - a.lr * (s * m[i] + a.wd * theta[i]);
   });
 }
@@ -427,10 +427,9 @@ class Adapprox final : public Algorithm {
   void step(const Hyper& hyper, std::vector<Slot>& slots, Allocator& alloc) const override {
     const AdapproxHyper h = native(hyper);
     // Big matrices one after another, each with every thread; the rest side by side.
-    constexpr int64_t kBig = 1 << 16;
     std::vector<size_t> small;
     for (size_t i = 0; i < slots.size(); ++i) {
-      if (slots[i].param.numel() >= kBig)
+      if (slots[i].param.numel() >= tuning::kBigParamNumel)
         step_one(slots[i], i, h, alloc);
       else
         small.push_back(i);
@@ -465,7 +464,7 @@ int64_t adapprox_step_workspace_bytes(const std::vector<int64_t>& shape, DType p
   // rows of squares and denominators per thread, and the transposed product's partial sums
   // (at most 4M floats in all, or one col_grain x width slice per thread for wide matrices)
   const int64_t tiles = int64_t(num_threads()) * 4 * (2 * v.cols + int64_t(detail::col_grain(v.rows)) * width) +
-                        4 * std::min<int64_t>(int64_t(1) << 22, int64_t(kMaxChunks) * width * v.cols);
+                        4 * std::min<int64_t>(tuning::kPartialSumFloats, int64_t(kMaxChunks) * width * v.cols);
   const int64_t new_factors = 4 * (v.rows + v.cols) * hi;
   return conv + as_rsi_workspace_bytes(v.rows, v.cols, width, 4) + tiles + new_factors;
 }

@@ -9,6 +9,7 @@
 #include "adapprox/random.hpp"
 #include "adapprox/tensor.hpp"
 #include "adapprox/thread_pool.hpp"
+#include "adapprox/tuning.hpp"
 
 namespace adapprox::detail {
 
@@ -32,12 +33,12 @@ class Operator {
 };
 
 // Rows per tile in row-blocked products: keeps a tile of a wide matrix in cache.
-inline int64_t row_grain(int64_t n) { return std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, n)); }
+inline int64_t row_grain(int64_t n) { return std::max<int64_t>(1, tuning::kTileElements / std::max<int64_t>(1, n)); }
 
 // Columns per chunk of a transposed product z = A^T y, which is split over A's columns: each
 // chunk owns rows [c0, c1) of z, so nothing is reduced across threads and no chunk needs an
 // n-sized accumulator.
-inline int64_t col_grain(int64_t m) { return std::max<int64_t>(16, (1 << 15) / std::max<int64_t>(1, m)); }
+inline int64_t col_grain(int64_t m) { return std::max<int64_t>(tuning::kMinColumnChunk, tuning::kTileElements / std::max<int64_t>(1, m)); }
 
 template <class T>
 void householder_orthonormalise(Mat<T>& y) {
@@ -55,7 +56,7 @@ template <class T>
 double cholesky_qr_pass(Mat<T>& y) {
   const int64_t m = y.rows();
   const int w = static_cast<int>(y.cols());
-  const int64_t grain = std::max<int64_t>(256, (1 << 16) / w);
+  const int64_t grain = std::max<int64_t>(tuning::kGramMinRows, tuning::kGramElements / w);
   const int chunks = chunk_count(m, grain);
   std::vector<Eigen::MatrixXd> part(chunks, Eigen::MatrixXd::Zero(w, w));
   parallel_chunks(m, grain, [&](int ch, int64_t r0, int64_t r1) {
@@ -83,7 +84,7 @@ double cholesky_qr_pass(Mat<T>& y) {
 // Householder QR on the original y.
 template <class T>
 void orthonormalise(Mat<T>& y) {
-  if (y.rows() * y.cols() < (1 << 16) || y.cols() > y.rows()) return householder_orthonormalise(y);
+  if (y.rows() * y.cols() < tuning::kCholeskyQrMinElements || y.cols() > y.rows()) return householder_orthonormalise(y);
   const Mat<T> original = y;
   if (cholesky_qr_pass(y) >= 0) {
     const double second = cholesky_qr_pass(y);

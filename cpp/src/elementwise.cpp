@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "adapprox/thread_pool.hpp"
+#include "adapprox/tuning.hpp"
 #include "algorithms.hpp"
 
 namespace adapprox {
@@ -14,8 +15,8 @@ namespace {
 // Hyperparameter ranges shared by the family.
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-constexpr int64_t kGrain = 1 << 14;  // elements per chunk of the whole call
-constexpr int64_t kBlock = 1024;     // bf16/fp16: elements converted to float32 at a time
+using tuning::kElementwiseGrain;
+constexpr int64_t kBlock = tuning::kConvertBlock;
 
 // Where slot s's buffers start, already typed (T is double for float64 states, else float).
 template <class T>
@@ -78,7 +79,7 @@ void run_all(const ElementwiseAlgorithm& algo, const Hyper& h, std::vector<Slot>
       for (size_t k = first_buffer; k < s.state.size(); ++k) f32[i].bufs.push_back(static_cast<float*>(s.state[k].data));
     }
   }
-  parallel_chunks(offset.back(), kGrain, [&](int, int64_t b, int64_t e) {
+  parallel_chunks(offset.back(), kElementwiseGrain, [&](int, int64_t b, int64_t e) {
     size_t i = std::upper_bound(offset.begin(), offset.end(), b) - offset.begin() - 1;
     for (; i < slots.size() && offset[i] < e; ++i) {
       // Cuts inside a tensor are moved down to a multiple of 16 elements (64 bytes in float32),

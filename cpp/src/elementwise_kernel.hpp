@@ -10,7 +10,7 @@
 #include <string>
 
 #include "adapprox/elementwise.hpp"
-#include "isa.hpp"
+#include "isa_dispatch.hpp"
 
 namespace adapprox {
 
@@ -27,7 +27,7 @@ class KernelAlgorithm : public ElementwiseAlgorithm {
   }
 
  private:
-  // Each kernel is compiled for x86-64-v4 and v3 as well, picked at run time (isa.hpp).
+  // Each kernel is compiled for x86-64-v4 and v3 as well, picked at run time (adapprox/isa.hpp).
   template <class T>
   static void dispatch(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) {
     with_best_isa([&] { Kernel{}(h, st, n, p, g, bufs); });

@@ -10,14 +10,13 @@
 
 #include "elementwise_kernel.hpp"
 #include "algorithms.hpp"
-#include "fused_madd.hpp"
 
 namespace adapprox::algorithms {
 namespace {
 
 // Centered and Momentum are template arguments so that each variant's loop is branch-free and vectorises.
-template <bool Fused, bool Centered, bool Momentum, class T>
-ADAPPROX_ALWAYS_INLINE void rmsprop_loop(const Hyper& h, int64_t n, T* p, const T* g, T* const* bufs) {
+template <bool Centered, bool Momentum, class T>
+void rmsprop_loop(const Hyper& h, int64_t n, T* p, const T* g, T* const* bufs) {
   const double alpha_d = h.at("alpha"), wd_d = h.at("weight_decay"), mom_d = h.at("momentum");
   const T alpha = T(alpha_d), w = T(1.0 - alpha_d), eps = T(h.at("eps"));
   const T neg_lr = T(-h.at("lr")), wd = T(wd_d), b = T(mom_d), one_minus_w = T(1) - w;
@@ -27,15 +26,15 @@ ADAPPROX_ALWAYS_INLINE void rmsprop_loop(const Hyper& h, int64_t n, T* p, const 
   T* buf = Momentum ? bufs[Centered ? 2 : 1] : nullptr;
   for (int64_t i = 0; i < n; ++i) {
     T gi = maximize ? -g[i] : g[i];
-    if (decay) gi = madd<Fused>(wd, p[i], gi);          // grad.add(param, alpha=wd)
-    const T s = madd<Fused>(w * gi, gi, sq[i] * alpha);  // square_avg.mul_(alpha).addcmul_(g, g, value=1-alpha)
+    if (decay) gi = fmadd(wd, p[i], gi);          // grad.add(param, alpha=wd)
+    const T s = fmadd(w * gi, gi, sq[i] * alpha);  // square_avg.mul_(alpha).addcmul_(g, g, value=1-alpha)
     sq[i] = s;
     T avg;
     if constexpr (Centered) {
       // grad_avg.lerp_(g, w), as torch's CPU lerp: self + w (end - self) for |w| < 0.5, else end - (end - self)(1 - w)
-      const T a = small ? madd<Fused>(w, gi - ga[i], ga[i]) : madd<Fused>(-(gi - ga[i]), one_minus_w, gi);
+      const T a = small ? fmadd(w, gi - ga[i], ga[i]) : fmadd(-(gi - ga[i]), one_minus_w, gi);
       ga[i] = a;
-      avg = std::sqrt(madd<Fused>(-a, a, s));  // square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+      avg = std::sqrt(fmadd(-a, a, s));  // square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
     } else {
       avg = std::sqrt(s);
     }
@@ -43,32 +42,26 @@ ADAPPROX_ALWAYS_INLINE void rmsprop_loop(const Hyper& h, int64_t n, T* p, const 
     if constexpr (Momentum) {
       const T m = buf[i] * b + gi / avg;  // buf.mul_(b).addcdiv_(g, avg)
       buf[i] = m;
-      p[i] = madd<Fused>(neg_lr, m, p[i]);  // param.add_(buf, alpha=-lr)
+      p[i] = fmadd(neg_lr, m, p[i]);  // param.add_(buf, alpha=-lr)
     } else {
       p[i] = p[i] + neg_lr * gi / avg;  // param.addcdiv_(g, avg, value=-lr)
     }
   }
 }
 
-template <bool Fused, class T>
-ADAPPROX_ALWAYS_INLINE void rmsprop_variant(const Hyper& h, int64_t n, T* p, const T* g, T* const* bufs) {
-  const bool centered = flag(h, "centered"), momentum = h.at("momentum") > 0;
-  if (centered && momentum) rmsprop_loop<Fused, true, true>(h, n, p, g, bufs);
-  else if (centered) rmsprop_loop<Fused, true, false>(h, n, p, g, bufs);
-  else if (momentum) rmsprop_loop<Fused, false, true>(h, n, p, g, bufs);
-  else rmsprop_loop<Fused, false, false>(h, n, p, g, bufs);
-}
-
 template <class T>
-ADAPPROX_FUSED_TARGET void rmsprop_fused(const Hyper& h, int64_t n, T* p, const T* g, T* const* bufs) {
-  rmsprop_variant<true>(h, n, p, g, bufs);
+void rmsprop_variant(const Hyper& h, int64_t n, T* p, const T* g, T* const* bufs) {
+  const bool centered = flag(h, "centered"), momentum = h.at("momentum") > 0;
+  if (centered && momentum) rmsprop_loop<true, true>(h, n, p, g, bufs);
+  else if (centered) rmsprop_loop<true, false>(h, n, p, g, bufs);
+  else if (momentum) rmsprop_loop<false, true>(h, n, p, g, bufs);
+  else rmsprop_loop<false, false>(h, n, p, g, bufs);
 }
 
 struct RmspropKernel {
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState&, int64_t n, T* p, const T* g, T* const* bufs) const {
-    if (cpu_has_fma()) rmsprop_fused(h, n, p, g, bufs);
-    else rmsprop_variant<false>(h, n, p, g, bufs);
+    rmsprop_variant(h, n, p, g, bufs);
   }
 };
 

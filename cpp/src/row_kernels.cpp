@@ -2,21 +2,22 @@
 
 #include <cmath>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define ADAPPROX_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define ADAPPROX_CLONES
-#endif
+#include "adapprox/tuning.hpp"
+#include "isa_dispatch.hpp"
 
+// Each kernel is written once (namespace impl) and run through with_best_isa, which compiles it
+// for every instruction set with contraction off: every level rounds alike (adapprox/isa.hpp).
 namespace adapprox::kernels {
+namespace impl {
 
-constexpr int kLanes = 8;
+constexpr int kLanes = tuning::kReductionLanes;
 
 // A zero denominator happens only where g = 0 (b2 < 1), so g / safe(d) is then exactly 0.
 // A select instead of a branch keeps the loops vectorisable.
-inline float safe(float d) { return d > 0 ? d : 1.0f; }  // independent partial sums: lets reductions vectorise without -ffast-math
+inline float safe(float d) { return d > 0 ? d : 1.0f; }
+// Reductions keep kLanes independent partial sums: they vectorise without -ffast-math.
 
-ADAPPROX_CLONES double square_row(const float* __restrict g, int64_t n, float* __restrict sq) {
+inline double square_row(const float* __restrict g, int64_t n, float* __restrict sq) {
   float acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
@@ -34,7 +35,7 @@ ADAPPROX_CLONES double square_row(const float* __restrict g, int64_t n, float* _
   return total;
 }
 
-ADAPPROX_CLONES void row_dots(const float* __restrict s, const float* __restrict xt, int64_t n, int cols, float* __restrict y) {
+inline void row_dots(const float* __restrict s, const float* __restrict xt, int64_t n, int cols, float* __restrict y) {
   for (int c = 0; c < cols; ++c) {
     const float* x = xt + c * n;
     float acc[kLanes] = {};
@@ -48,7 +49,7 @@ ADAPPROX_CLONES void row_dots(const float* __restrict s, const float* __restrict
   }
 }
 
-ADAPPROX_CLONES void row_axpys(const float* __restrict s, const float* __restrict y, int cols, int64_t n, float* __restrict zt) {
+inline void row_axpys(const float* __restrict s, const float* __restrict y, int cols, int64_t n, float* __restrict zt) {
   for (int c = 0; c < cols; ++c) {
     float* z = zt + c * n;
     const float a = y[c];
@@ -56,7 +57,7 @@ ADAPPROX_CLONES void row_axpys(const float* __restrict s, const float* __restric
   }
 }
 
-ADAPPROX_CLONES void row_axpys_sq(const float* __restrict g, const float* __restrict y, int cols, int64_t n,
+inline void row_axpys_sq(const float* __restrict g, const float* __restrict y, int cols, int64_t n,
                                   float* __restrict zt) {
   for (int c = 0; c < cols; ++c) {
     float* z = zt + c * n;
@@ -65,7 +66,9 @@ ADAPPROX_CLONES void row_axpys_sq(const float* __restrict g, const float* __rest
   }
 }
 
-ADAPPROX_CLONES double den_row(const float* __restrict q, const float* __restrict ut, int k,
+inline double den_finish(float* __restrict den, const float* __restrict sq, int64_t n, float b2);
+
+inline double den_row(const float* __restrict q, const float* __restrict ut, int k,
                                const float* __restrict sq, int64_t n, float b2, float* __restrict den) {
   for (int64_t j = 0; j < n; ++j) den[j] = 0.0f;
   for (int r = 0; r < k; ++r) {
@@ -76,7 +79,7 @@ ADAPPROX_CLONES double den_row(const float* __restrict q, const float* __restric
   return den_finish(den, sq, n, b2);
 }
 
-ADAPPROX_CLONES double den_finish(float* __restrict den, const float* __restrict sq, int64_t n, float b2) {
+inline double den_finish(float* __restrict den, const float* __restrict sq, int64_t n, float b2) {
   const float a = 1 - b2;
   float acc[kLanes] = {};
   int64_t j = 0;
@@ -96,7 +99,7 @@ ADAPPROX_CLONES double den_finish(float* __restrict den, const float* __restrict
   return total;
 }
 
-ADAPPROX_CLONES double mhat_sq_row(const float* __restrict g, const float* __restrict den, int64_t n, float eps) {
+inline double mhat_sq_row(const float* __restrict g, const float* __restrict den, int64_t n, float eps) {
   float acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
@@ -113,7 +116,7 @@ ADAPPROX_CLONES double mhat_sq_row(const float* __restrict g, const float* __res
   return total;
 }
 
-ADAPPROX_CLONES void update_row(const UpdateRow& a, const float* __restrict g, const float* __restrict den, int64_t n, float* __restrict m,
+inline void update_row(const UpdateRow& a, const float* __restrict g, const float* __restrict den, int64_t n, float* __restrict m,
                                 float* __restrict theta, bool write_theta, double* cos) {
   const float k = a.scale * a.sign, b1 = a.b1, c1 = 1 - a.b1, eps = a.eps, lr = a.lr, wd = a.wd;
   if (!m) {
@@ -140,6 +143,43 @@ ADAPPROX_CLONES void update_row(const UpdateRow& a, const float* __restrict g, c
     cos[1] += double(mj) * mj;
     cos[2] += double(mh) * mh;
   }
+}
+
+}  // namespace impl
+
+double square_row(const float* __restrict g, int64_t n, float* __restrict sq) {
+  double r = 0;
+  with_best_isa([&] { r = impl::square_row(g, n, sq); });
+  return r;
+}
+void row_dots(const float* __restrict s, const float* __restrict xt, int64_t n, int cols, float* __restrict y) {
+  with_best_isa([&] { impl::row_dots(s, xt, n, cols, y); });
+}
+void row_axpys(const float* __restrict s, const float* __restrict y, int cols, int64_t n, float* __restrict zt) {
+  with_best_isa([&] { impl::row_axpys(s, y, cols, n, zt); });
+}
+void row_axpys_sq(const float* __restrict g, const float* __restrict y, int cols, int64_t n, float* __restrict zt) {
+  with_best_isa([&] { impl::row_axpys_sq(g, y, cols, n, zt); });
+}
+double den_row(const float* __restrict q, const float* __restrict ut, int k, const float* __restrict sq, int64_t n,
+               float b2, float* __restrict den) {
+  double r = 0;
+  with_best_isa([&] { r = impl::den_row(q, ut, k, sq, n, b2, den); });
+  return r;
+}
+double den_finish(float* __restrict den, const float* __restrict sq, int64_t n, float b2) {
+  double r = 0;
+  with_best_isa([&] { r = impl::den_finish(den, sq, n, b2); });
+  return r;
+}
+double mhat_sq_row(const float* __restrict g, const float* __restrict den, int64_t n, float eps) {
+  double r = 0;
+  with_best_isa([&] { r = impl::mhat_sq_row(g, den, n, eps); });
+  return r;
+}
+void update_row(const UpdateRow& a, const float* __restrict g, const float* __restrict den, int64_t n,
+                float* __restrict m, float* __restrict theta, bool write_theta, double* cos) {
+  with_best_isa([&] { impl::update_row(a, g, den, n, m, theta, write_theta, cos); });
 }
 
 }  // namespace adapprox::kernels

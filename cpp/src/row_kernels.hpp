@@ -1,6 +1,5 @@
 // Internal: the hot loops of an Adapprox step, one matrix row at a time. Written as plain loops
-// the compiler vectorises; on x86-64 each is also compiled for x86-64-v3 (AVX2 + FMA) and the
-// right version is picked at load time, so a default build runs on any x86-64 CPU.
+// the compiler vectorises, each run at the instruction set adapprox/isa.hpp picks (all round alike).
 #pragma once
 #include <cstdint>
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "adapprox/isa.hpp"
 #include "adapprox/registry.hpp"
 
 namespace adapprox {
@@ -145,7 +146,9 @@ class OffsetAllocator final : public Allocator {
 }  // namespace
 
 void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& alloc) {
-  // 1. Check everything: hyperparameters, every slot of every group, memory shared anywhere.
+  // 1. Check everything: the environment, hyperparameters, every slot of every group, memory
+  //    shared anywhere.
+  check_isa_setting();
   std::vector<Hyper> hs;
   std::vector<Slot> all;  // copies for the overlap check
   std::vector<std::vector<BufferSpec>> schemas;

@@ -6,7 +6,7 @@
 #include <utility>
 #include <sstream>
 
-#include "isa.hpp"
+#include "isa_dispatch.hpp"
 
 namespace adapprox {
 

@@ -4,7 +4,7 @@
 * :mod:`adapprox.torch` -- ``torch.optim``-style optimizers (``adapprox.torch.Adapprox``).
 * :mod:`adapprox.numpy` -- the same optimizers updating NumPy arrays in place.
 """
-from ._core import __version__, num_threads, set_num_threads  # the version: pyproject.toml's
+from ._core import __version__, isa, num_threads, set_num_threads  # the version: pyproject.toml's
 from ._rsi import as_rsi
 
-__all__ = ["as_rsi", "num_threads", "set_num_threads", "__version__"]
+__all__ = ["as_rsi", "isa", "num_threads", "set_num_threads", "__version__"]

@@ -1,13 +1,12 @@
-// adapprox._core: the native core for Python. Arrays arrive through DLPack; optimizer state
-// stays on the C++ side; the GIL is released while native code runs. Each optimizer's
-// bindings are in bind_<name>.cpp.
+// adapprox._core: the native core for Python. Arrays arrive through DLPack; the caller (the
+// torch and NumPy fronts) owns every state buffer; the GIL is released while native code runs.
+// One generic step serves every optimizer (bind_registry.cpp).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-
-
 #include "adapprox/as_rsi.hpp"
+#include "adapprox/isa.hpp"
 #include "adapprox/thread_pool.hpp"
 #include "binders.hpp"
 #include "numpy_buffers.hpp"
@@ -74,6 +73,16 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = ADAPPROX_VERSION_STRING;  // pyproject.toml's, through CMake
   m.def("num_threads", &num_threads, "Threads the native core uses.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"), "Set the number of native threads.");
+  m.def(
+      "isa",
+      [] {
+        py::dict d;
+        d["active"] = isa_name(isa_active());
+        d["detected"] = isa_name(isa_detected());
+        return d;
+      },
+      "The instruction set hot loops run at ('active': the CPU's best, 'detected', capped by the "
+      "ADAPPROX_ISA environment variable). Results are bitwise the same at every level.");
   m.def("as_rsi", &as_rsi_py, py::arg("A"), py::arg("rank"), py::arg("min_rank"), py::arg("max_rank"),
         py::arg("tol"), py::arg("oversample"), py::arg("power_iters"), py::arg("seed"));
   m.def("default_max_rank", &default_max_rank, py::arg("m"), py::arg("n"));

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <functional>
 
+#include "adapprox/tuning.hpp"
+
 namespace adapprox {
 
 // Threads used by the core: ADAPPROX_NUM_THREADS if set, else std::thread::hardware_concurrency().
@@ -16,9 +18,9 @@ void set_num_threads(int n);
 void parallel_chunks(int64_t n, int64_t grain,
                      const std::function<void(int chunk, int64_t begin, int64_t end)>& fn);
 
-// The number of chunks parallel_chunks(n, grain, ...) will use: min(n / grain, kMaxChunks), at
-// least 1 for n > 0. It does not depend on the number of threads, so results do not either.
-constexpr int kMaxChunks = 64;
+// The number of chunks parallel_chunks(n, grain, ...) will use: min(n / grain, tuning::kMaxChunks),
+// at least 1 for n > 0. It does not depend on the number of threads, so results do not either.
+using tuning::kMaxChunks;
 int chunk_count(int64_t n, int64_t grain);
 
 }  // namespace adapprox

@@ -5,8 +5,10 @@ import numpy as np
 
 from .. import _adafactor_state as S
 from ._native import NativeOptimizer
+from .._args import documented
 
 
+@documented("adafactor", "numpy")
 class Adafactor(NativeOptimizer):
     """Adafactor over NumPy arrays: same modes, math and defaults as :class:`adapprox.torch.Adafactor`
     (``mode="torch"``, the default, follows ``torch.optim.Adafactor``; ``mode="paper"`` is Shazeer

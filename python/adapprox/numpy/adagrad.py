@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._elementwise import ElementwiseOptimizer
+from .._args import documented
 
 
+@documented("adagrad", "numpy")
 class Adagrad(ElementwiseOptimizer):
     """torch.optim.Adagrad's update at step t = 1, 2, ...; ``g`` negated when ``maximize``::
 

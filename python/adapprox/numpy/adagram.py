@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._gram import GramOptimizer
+from .._args import documented
 
 
+@documented("adagram", "numpy")
 class AdaGram(GramOptimizer):
     """AdaGram over NumPy arrays: same math and defaults as :class:`adapprox.torch.AdaGram`
     (``p -= clr * L_t^-1 g`` with ``L_t^-1 = (I - P Q^T) / sqrt(eps)`` kept at rank ``rank``).

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._elementwise import ElementwiseOptimizer
+from .._args import documented
 
 
+@documented("adam", "numpy")
 class Adam(ElementwiseOptimizer):
     """Adam with torch.optim.Adam's arguments and update; ``step(grads)`` updates ``params`` in place.
 
@@ -38,6 +40,7 @@ class Adam(ElementwiseOptimizer):
         return out
 
 
+@documented("adamw", "numpy")
 class AdamW(Adam):
     """AdamW (decoupled weight decay, default 1e-2) with torch.optim.AdamW's arguments and update.
 

@@ -5,8 +5,10 @@ import numpy as np
 
 from .. import _adapprox_state as S
 from ._native import NativeOptimizer
+from .._args import documented
 
 
+@documented("adapprox", "numpy")
 class Adapprox(NativeOptimizer):
     """Adapprox over NumPy arrays (same math and defaults as :class:`adapprox.torch.Adapprox`).
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._gram import GramOptimizer
+from .._args import documented
 
 
+@documented("fullmatrixadagrad", "numpy")
 class FullMatrixAdagrad(GramOptimizer):
     """Full-matrix AdaGrad over NumPy arrays: same math, defaults and size limit as
     :class:`adapprox.torch.FullMatrixAdagrad` (``p -= clr * (eps I + sum g g^T)^-1/2 g`` per

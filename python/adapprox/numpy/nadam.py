@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._elementwise import ElementwiseOptimizer
+from .._args import documented
 
 
+@documented("nadam", "numpy")
 class NAdam(ElementwiseOptimizer):
     """NAdam with torch.optim.NAdam's arguments and update; ``step(grads)`` updates ``params`` in place.
 

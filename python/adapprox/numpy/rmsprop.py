@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._elementwise import ElementwiseOptimizer
+from .._args import documented
 
 
+@documented("rmsprop", "numpy")
 class RMSprop(ElementwiseOptimizer):
     """torch.optim.RMSprop's update; ``g`` negated when ``maximize``, all state starting at zero::
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._elementwise import ElementwiseOptimizer
+from .._args import documented
 
 
+@documented("sgd", "numpy")
 class SGD(ElementwiseOptimizer):
     """torch.optim.SGD's update; ``g`` negated when ``maximize``::
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._elementwise import ElementwiseOptimizer
+from .._args import documented
 
 
+@documented("signsgd", "numpy")
 class SignSGD(ElementwiseOptimizer):
     """``p -= lr * (sign(g or m) + weight_decay * p)``; ``m = b m + (1 - b) g`` when momentum b > 0."""
 

@@ -5,8 +5,10 @@ import torch
 
 from .. import _adafactor_state as S
 from ._native import NativeOptimizer
+from .._args import documented
 
 
+@documented("adafactor", "torch")
 class Adafactor(NativeOptimizer):
     r"""Adafactor (Shazeer and Stern 2018) on the native core, in two documented modes.
 

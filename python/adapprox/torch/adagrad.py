@@ -5,8 +5,10 @@ import torch
 
 from ._elementwise import ElementwiseOptimizer
 from ._native import _scalar_dtype
+from .._args import documented
 
 
+@documented("adagrad", "torch")
 class Adagrad(ElementwiseOptimizer):
     r"""Adagrad with learning-rate decay, as torch.optim.Adagrad (dense gradients).
 

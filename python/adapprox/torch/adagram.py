@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._gram import GramOptimizer
+from .._args import documented
 
 
+@documented("adagram", "torch")
 class AdaGram(GramOptimizer):
     r"""AdaGram: full-matrix AdaGrad through a factor of G kept low-rank (arXiv 2508.21106).
 

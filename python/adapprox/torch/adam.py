@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ._elementwise import ElementwiseOptimizer
+from .._args import documented
 
 
 def _scalar(x):
@@ -19,6 +20,7 @@ def check_native_flags(name, capturable, differentiable):
                          "autograd); use differentiable=False")
 
 
+@documented("adam", "torch")
 class Adam(ElementwiseOptimizer):
     r"""Adam (Kingma & Ba 2015), a drop-in for ``torch.optim.Adam`` (torch 2.13): same arguments,
     defaults and update, computed by one fused native pass per parameter.
@@ -67,6 +69,7 @@ class Adam(ElementwiseOptimizer):
         return h
 
 
+@documented("adamw", "torch")
 class AdamW(Adam):
     r"""AdamW (Loshchilov & Hutter 2019), a drop-in for ``torch.optim.AdamW`` (torch 2.13): Adam with
     decoupled weight decay, ``weight_decay`` defaulting to 1e-2.

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from .. import _adapprox_state as S
 from ._native import NativeOptimizer
+from .._args import documented
 
 
+@documented("adapprox", "torch")
 class Adapprox(NativeOptimizer):
     r"""Adapprox: Adam with a low-rank second moment refreshed by AS-RSI (Zhao et al. 2024).
 

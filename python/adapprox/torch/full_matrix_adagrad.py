@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._gram import GramOptimizer
+from .._args import documented
 
 
+@documented("fullmatrixadagrad", "torch")
 class FullMatrixAdagrad(GramOptimizer):
     r"""Full-matrix AdaGrad (Duchi, Hazan and Singer 2011), exact, for small parameters.
 

@@ -5,8 +5,10 @@ import torch
 
 from ._elementwise import ElementwiseOptimizer
 from .adam import _scalar, check_native_flags
+from .._args import documented
 
 
+@documented("nadam", "torch")
 class NAdam(ElementwiseOptimizer):
     r"""NAdam (Dozat 2016), a drop-in for ``torch.optim.NAdam`` (torch 2.13): same arguments,
     defaults and update, computed by one fused native pass per parameter.

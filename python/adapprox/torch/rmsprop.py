@@ -4,8 +4,10 @@ from __future__ import annotations
 import torch
 
 from ._elementwise import ElementwiseOptimizer
+from .._args import documented
 
 
+@documented("rmsprop", "torch")
 class RMSprop(ElementwiseOptimizer):
     r"""RMSprop (plain, centered, with momentum), as torch.optim.RMSprop.
 

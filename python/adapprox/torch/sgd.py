@@ -4,8 +4,10 @@ from __future__ import annotations
 import torch
 
 from ._elementwise import ElementwiseOptimizer
+from .._args import documented
 
 
+@documented("sgd", "torch")
 class SGD(ElementwiseOptimizer):
     r"""Stochastic gradient descent with momentum, dampening and Nesterov, as torch.optim.SGD.
 

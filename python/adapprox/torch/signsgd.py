@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ._elementwise import ElementwiseOptimizer
+from .._args import documented
 
 
+@documented("signsgd", "torch")
 class SignSGD(ElementwiseOptimizer):
     r"""SignSGD / Signum (Bernstein et al. 2018) with decoupled weight decay.
 
