@@ -32,7 +32,7 @@ FRONTS = {"adapprox": anp.Adapprox, "adafactor": anp.Adafactor, "adam": anp.Adam
           "signsgd": anp.SignSGD, "adagram": anp.AdaGram, "fullmatrixadagrad": anp.FullMatrixAdagrad}
 # What the decoder, the loaders and the steps can say (see feedback() in _common.py).
 OUTCOMES = feedback([*FRONTS, "accepted", "checksum", "truncated", "magic", "format version", "implausible",
-                     "bad shape", "negative step", "unknown dtype", "does not match its shape", "trailing",
+                     "bad shape", "negative step", "negative extent", "out of range", "appears twice", "not a word", "int64", "unknown dtype", "does not match its shape", "trailing",
                      "unknown", "rank", "factor_p", "factor_q", "sum", "elements", "factor_u", "exp_avg_sq", "exp_avg", "row_var", "col_var",
                      "variance", "max_exp_avg_sq", "momentum_buffer", "float32", "float64", "wrong", "required",
                      "after the first step", "different number", "another size", "does not fit", "saved by",

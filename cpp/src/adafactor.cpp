@@ -456,13 +456,13 @@ class Adafactor final : public Algorithm {
     const double inf = std::numeric_limits<double>::infinity();
     static const std::vector<HyperParam> params = {
         {"mode", 0, 0, 1, false, false, true, "0: torch.optim.Adafactor, 1: the paper (relative step, eps1 inside)"},
-        {"lr", 1e-2, 0, inf, false, false, false, "learning rate (the cap of the relative step)"},
+        {"lr", 1e-2, 0, inf, false, true, false, "learning rate (the cap of the relative step)"},
         {"beta2_decay", -0.8, -inf, 0, false, false, false, "second-moment weight t^beta2_decay"},
-        {"eps1", 0, 0, inf, false, false, false, "eps[0]: regularises the second moment (unless eps1_auto)"},
+        {"eps1", 0, 0, inf, false, true, false, "eps[0]: regularises the second moment (unless eps1_auto)"},
         {"eps1_auto", 1, 0, 1, false, false, true, "1: eps1 = machine epsilon of the first parameter's dtype"},
-        {"eps2", 1e-3, 0, inf, false, false, false, "eps[1]: floor of RMS(theta) in the step size"},
+        {"eps2", 1e-3, 0, inf, false, true, false, "eps[1]: floor of RMS(theta) in the step size"},
         {"d", 1, 0, inf, true, false, false, "update clipping threshold (>= 1 in torch mode)"},
-        {"weight_decay", 0, 0, inf, false, false, false, "decoupled weight decay"},
+        {"weight_decay", 0, 0, inf, false, true, false, "decoupled weight decay"},
         {"beta1", 0, 0, 1, false, true, false, "paper mode: first-moment decay (0 keeps none)"},
         {"relative_step", 1, 0, 1, false, false, true, "paper mode: rho_t = min(lr, 1/sqrt(t)) (0: lr)"},
         {"scale_parameter", 1, 0, 1, false, false, true, "paper mode: scale the step by max(eps2, RMS(theta))"},

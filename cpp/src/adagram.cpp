@@ -81,18 +81,19 @@ void thin_qr(const CMat& A, CMat& Q, CMat& R) {
   });
 }
 
-// A B for a tall A (n x k) and a small B, row block by row block on the pool.
-CMat tall_times(const CMat& A, const CMat& B) {
-  CMat out(A.rows(), B.cols());
+// out = A B for a tall A (n x k) and a small B, row block by row block on the pool, into `out`
+// (any n x c matrix or map that does not alias A).
+template <class Out, class A_, class B_>
+void tall_times_into(Out&& out, const Eigen::MatrixBase<A_>& A, const Eigen::MatrixBase<B_>& B) {
   parallel_chunks(A.rows(), kQrBlock, [&](int, int64_t r0, int64_t r1) {
     out.middleRows(r0, r1 - r0).noalias() = A.middleRows(r0, r1 - r0) * B;
   });
-  return out;
 }
 
 // A^T A for a tall A: per-block partial sums, added in block order (the blocks depend on the
 // shape only).
-CMat tall_gram(const CMat& A) {
+template <class A_>
+CMat tall_gram(const Eigen::MatrixBase<A_>& A) {
   const Eigen::Index k = A.cols();
   std::vector<CMat> part(chunk_count(A.rows(), kQrBlock), CMat::Zero(k, k));
   parallel_chunks(A.rows(), kQrBlock, [&](int c, int64_t r0, int64_t r1) {
@@ -110,42 +111,49 @@ CMat tall_gram(const CMat& A) {
 //   L-step: L = V0 Stilde^T + dA^T U1 = V1 S1^T (QR)
 //   W_1 = U1 S1 V1^T, stored as P = U1 S1, Q = V1.
 // Q is orthonormal already after every KSL step (it is the last V1): the first QR is then skipped
-// (V0 = Q, R = I), and only taken after the exact growth phase or a load.
-void ksl(CMat& P, CMat& Q, const Vec& p, const Vec& q) {
+// (V0 = Q, R = I), and only taken after the exact growth phase or a load. P and Q (the state's
+// n x k buffers) are overwritten in place; the n x k temporaries are V0, K (reused for L), U1, V1
+// and the QR's own, so the workspace stays a small multiple of the state.
+template <class FactorMap>
+void ksl(FactorMap& P, FactorMap& Q, const Vec& p, const Vec& q) {
   CMat V0, R, U1, Shat, V1, S1t;
-  const Eigen::Index k = Q.cols();
+  const Eigen::Index n = Q.rows(), k = Q.cols();
   const CMat gram = tall_gram(Q);
   if ((gram - CMat::Identity(k, k)).cwiseAbs().maxCoeff() <= 1e-13) {
     V0 = Q;
     R = CMat::Identity(k, k);
   } else {
-    thin_qr(Q, V0, R);
+    thin_qr(CMat(Q), V0, R);
   }
   const Vec c = V0.transpose() * q;  // dA V0 = p c^T
-  CMat K = tall_times(P, R.transpose());
+  CMat K(n, k);
+  tall_times_into(K, P, R.transpose());
   K.noalias() += p * c.transpose();
   thin_qr(K, U1, Shat);
   const Vec u = U1.transpose() * p;  // U1^T dA = u q^T
   const CMat St = Shat - u * c.transpose();
-  CMat L = tall_times(V0, St.transpose());
+  CMat& L = K;  // K is spent: its storage holds L
+  tall_times_into(L, V0, St.transpose());
   L.noalias() += q * u.transpose();
   thin_qr(L, V1, S1t);
-  P = tall_times(U1, S1t.transpose());
+  tall_times_into(P, U1, S1t.transpose());
   Q = V1;
 }
 
 constexpr size_t kP = 1, kQ = 2;  // schema positions after "step"
 
-// A new n x k factor buffer from the front, filled with the row-major `src`.
-TensorRef new_factor(Allocator& alloc, size_t slot, size_t buffer, const Mat& src) {
-  const std::vector<int64_t> shape = {int64_t(src.rows()), int64_t(src.cols())};
+// A new n x cols float64 factor buffer from the front (C-contiguous, checked).
+TensorRef new_factor(Allocator& alloc, size_t slot, size_t buffer, int64_t n, int64_t cols) {
+  const std::vector<int64_t> shape = {n, cols};
   TensorRef b = alloc.allocate(slot, buffer, DType::f64, shape);
-  if ((!b.data && src.size() > 0) || b.dtype != DType::f64 || b.shape != shape || !b.contiguous())
+  if ((!b.data && n * cols > 0) || b.dtype != DType::f64 || b.shape != shape || !b.contiguous())
     throw Error(ErrorKind::value, "the allocator returned no C-contiguous float64 buffer of shape " + shape_str(shape));
-  if (src.size()) std::memcpy(b.data, src.data(), src.size() * sizeof(double));
   return b;
 }
 
+// d = L_t^-1 g (see the top of the file), and the factors updated: in place at full rank, into
+// new buffers (one column more) while k grows. Workspace besides the state: pn and qn (n each),
+// and for the KSL step the n x k temporaries listed at ksl().
 void direction(Slot& st, size_t slot, const double* g, double* d, int rank, double eps, Allocator& alloc) {
   const int64_t n = st.param.numel();
   TensorRef &pb = st.state[kP], &qb = st.state[kQ];
@@ -153,32 +161,26 @@ void direction(Slot& st, size_t slot, const double* g, double* d, int rank, doub
   const int target = static_cast<int>(std::min<int64_t>(rank, n));
   Eigen::Map<const Vec> gv(g, n);
   Eigen::Map<Mat> P(k ? static_cast<double*>(pb.data) : nullptr, n, k), Q(k ? static_cast<double*>(qb.data) : nullptr, n, k);
-  const Vec gbar = (gv - P * (Q.transpose() * gv)) / std::sqrt(eps);
+  Eigen::Map<Vec> gbar(d, n);  // gbar first, scaled to d = gbar / r below
+  gbar = (gv - P * (Q.transpose() * gv)) / std::sqrt(eps);
   const double s = gbar.squaredNorm();
   const double r = std::sqrt(1.0 + s);
-  Eigen::Map<Vec>(d, n) = gbar / r;
-  if (s == 0) return;  // I + a gbar gbar^T = I: the factor does not change
+  if (s == 0) return;  // gbar = d = 0, and I + a gbar gbar^T = I: the factor does not change
   const double sb = std::sqrt(1.0 / (r * (1.0 + r)));  // sqrt(b), b = (1 - 1/r) / s
-  const Vec pn = sb * gbar;
   const Vec qn = sb * (gbar - Q * (P.transpose() * gbar));
-  Mat Pm(n, std::min(k + 1, target)), Qm(n, std::min(k + 1, target));
-  if (k < target) {  // exact growth: [P p], [Q q]
-    Pm.leftCols(k) = P;
-    Pm.col(k) = pn;
-    Qm.leftCols(k) = Q;
-    Qm.col(k) = qn;
+  const Vec pn = sb * gbar;
+  gbar /= r;  // d
+  if (k < target) {  // exact growth: [P p], [Q q] in new buffers
+    TensorRef np = new_factor(alloc, slot, kP, n, k + 1), nq = new_factor(alloc, slot, kQ, n, k + 1);
+    Eigen::Map<Mat> Pn(static_cast<double*>(np.data), n, k + 1), Qn(static_cast<double*>(nq.data), n, k + 1);
+    Pn.leftCols(k) = P;
+    Pn.col(k) = pn;
+    Qn.leftCols(k) = Q;
+    Qn.col(k) = qn;
+    pb = np;
+    qb = nq;
   } else {
-    CMat Pc = P, Qc = Q;
-    ksl(Pc, Qc, pn, qn);
-    Pm = Pc;
-    Qm = Qc;
-  }
-  if (Pm.cols() == k) {  // the same rank: in place
-    std::memcpy(pb.data, Pm.data(), Pm.size() * sizeof(double));
-    std::memcpy(qb.data, Qm.data(), Qm.size() * sizeof(double));
-  } else {
-    pb = new_factor(alloc, slot, kP, Pm);
-    qb = new_factor(alloc, slot, kQ, Qm);
+    ksl(P, Q, pn, qn);
   }
 }
 

@@ -71,17 +71,17 @@ adapprox::TensorRef view_of(const adx_DLTensor& t, const std::string& who) {
   adapprox::TensorRef r;
   r.dtype = dt;
   r.shape.assign(t.shape, t.shape + t.ndim);
-  int64_t expect = 1;
-  bool empty = false;
-  for (int i = t.ndim - 1; i >= 0; --i) {
-    if (r.shape[i] < 0) throw Error(ErrorKind::shape, who + ": negative extent");
-    empty = empty || r.shape[i] == 0;
-    if (t.strides && r.shape[i] != 1 && t.strides[i] != expect && !empty)
-      throw Error(ErrorKind::shape, who + ": must be C-contiguous (strides NULL or compact)");
-    expect *= r.shape[i];
-  }
-  if (!t.data && r.numel() > 0) throw Error(ErrorKind::value, who + ": data is NULL");
   r.data = static_cast<char*>(t.data) + t.byte_offset;
+  check_size(r, who);  // before any arithmetic on the shape
+  if (r.numel() > 0) {
+    if (!t.data) throw Error(ErrorKind::value, who + ": data is NULL");
+    int64_t expect = 1;
+    for (int i = t.ndim - 1; i >= 0; --i) {
+      if (t.strides && r.shape[i] != 1 && t.strides[i] != expect)
+        throw Error(ErrorKind::shape, who + ": must be C-contiguous (strides NULL or compact)");
+      expect *= r.shape[i];  // <= numel: no overflow
+    }
+  }
   return r;
 }
 

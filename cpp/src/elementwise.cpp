@@ -149,7 +149,7 @@ void ElementwiseAlgorithm::step(const Hyper& h, std::vector<Slot>& slots, Alloca
 }
 
 HyperParam hp_real(const std::string& name, double def, const std::string& doc) {
-  return HyperParam{name, def, 0, kInf, false, false, false, doc};
+  return HyperParam{name, def, 0, kInf, false, true, false, doc};  // finite
 }
 HyperParam hp_unit(const std::string& name, double def, const std::string& doc) {
   return HyperParam{name, def, 0, 1, false, true, false, doc};

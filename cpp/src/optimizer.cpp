@@ -80,11 +80,20 @@ Hyper Optimizer::defaults(const std::string& name) {
 
 std::string Optimizer::name() const { return algo_.name(); }
 
+Hyper Optimizer::hyper() const {
+  std::lock_guard<std::mutex> hold(mu_);
+  return h_;
+}
+
 void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr) {
+  std::lock_guard<std::mutex> hold(mu_);
   if (grads.size() != params.size()) throw Error(ErrorKind::shape, "params and grads differ in count");
   if (!shapes_.empty() && params.size() != shapes_.size())
     throw Error(ErrorKind::shape, "expected " + std::to_string(shapes_.size()) +
                                       " parameters (as in earlier steps), got " + std::to_string(params.size()));
+  if (!std::isfinite(lr))
+    throw Error(ErrorKind::value, "lr must be a finite number (>= 0 to set this step's learning rate, < 0 to keep "
+                                  "the spec's), got " + std::to_string(lr));
   Hyper h = h_;
   if (lr >= 0) h["lr"] = lr;
   h = complete_hyper(algo_, h);
@@ -129,21 +138,27 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
 }
 
 MemoryReport Optimizer::memory() const {
+  std::lock_guard<std::mutex> hold(mu_);
   MemoryReport r;
+  auto overflow = [] { throw Error(ErrorKind::value, "memory report: byte count overflows int64"); };
   for (size_t i = 0; i < states_.size(); ++i) {
-    int64_t numel = 1;
-    for (int64_t d : shapes_[i]) numel *= d;
-    r.adamw_bytes += 2 * numel * param_bytes_[i];
+    TensorRef shape_only;
+    shape_only.shape = shapes_[i];
+    int64_t bytes;  // AdamW: exp_avg + exp_avg_sq in the parameter's dtype
+    if (!mul_size(shape_only.numel(), 2 * int64_t(param_bytes_[i]), &bytes) || !add_size(r.adamw_bytes, bytes, &r.adamw_bytes))
+      overflow();
     if (!states_[i]) continue;
     const auto schema = algo_.schema(h_, shapes_[i], DType::f32);
     for (size_t k = 0; k < states_[i]->buffers.size(); ++k)
       if (states_[i]->buffers[k] && !(k < schema.size() && schema[k].name == kStepBuffer))
-        r.state_bytes += static_cast<int64_t>(states_[i]->buffers[k]->bytes.size());
+        if (!add_size(r.state_bytes, static_cast<int64_t>(states_[i]->buffers[k]->bytes.size()), &r.state_bytes))
+          overflow();
   }
   return r;
 }
 
 std::vector<unsigned char> Optimizer::save() const {
+  std::lock_guard<std::mutex> hold(mu_);
   std::vector<std::unique_ptr<StateRecord>> records;
   for (size_t i = 0; i < states_.size(); ++i) {
     if (!states_[i]) {
@@ -203,7 +218,8 @@ std::string names_of(const std::vector<BufferSpec>& schema) {
 }  // namespace
 
 void Optimizer::load(const unsigned char* data, size_t size) {
-  DecodedState d = decode_state(data, size);
+  std::lock_guard<std::mutex> hold(mu_);
+  DecodedState d = decode_state(data, size, shapes_.empty() ? -1 : static_cast<int64_t>(shapes_.size()));
   if (d.name != name()) bad_state("state was saved by optimizer '" + d.name + "', this is '" + name() + "'");
   for (const auto& [k, v] : d.hyper)  // a spec can hold nothing else: spec() must stay parseable
     if (!std::isfinite(v)) bad_state("state holds a hyperparameter '" + k + "' that is not a finite number");

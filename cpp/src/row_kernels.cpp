@@ -12,9 +12,10 @@ namespace impl {
 
 constexpr int kLanes = tuning::kReductionLanes;
 
-// A zero denominator happens only where g = 0 (b2 < 1), so g / safe(d) is then exactly 0.
+// A zero denominator happens only where g = 0 (b2 < 1), so g / safe(d) is then exactly 0. NaN
+// passes through (a non-finite gradient must show in the parameter, never only in the factors).
 // A select instead of a branch keeps the loops vectorisable.
-inline float safe(float d) { return d > 0 ? d : 1.0f; }
+inline float safe(float d) { return d == 0 ? 1.0f : d; }
 // Reductions keep kLanes independent partial sums: they vectorise without -ffast-math.
 
 inline double square_row(const float* __restrict g, int64_t n, float* __restrict sq) {

@@ -8,9 +8,11 @@
 namespace adapprox::algorithms {
 namespace {
 
+// sign(x) for finite x, NaN for NaN and +-inf (x - x): a non-finite gradient or momentum shows in
+// the parameter instead of stepping it by a healthy-looking +-lr (the library's NaN policy).
 template <class T>
 inline T sign_of(T x) {
-  return T((x > 0) - (x < 0));
+  return T((x > 0) - (x < 0)) + (x - x);
 }
 
 struct SignSgdKernel {

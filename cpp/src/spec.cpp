@@ -1,9 +1,7 @@
 // Spec strings: NAME [":" KEY "=" NUMBER ("," KEY "=" NUMBER)*], e.g. "adam:lr=1e-3,beta1=0.9".
 #include <cctype>
 #include <charconv>
-#include <cerrno>
 #include <cmath>
-#include <cstdlib>
 #include <sstream>
 
 #include "adapprox/optimizer.hpp"
@@ -31,6 +29,7 @@ bool valid_word(const std::string& s) {
 
 Spec parse_spec(const std::string& text) {
   if (text.size() > 4096) bad("spec is longer than 4096 characters");
+  if (text.find('\0') != std::string::npos) bad("spec contains a NUL character");
   Spec spec;
   const size_t colon = text.find(':');
   spec.name = trim(text.substr(0, colon));
@@ -48,13 +47,14 @@ Spec parse_spec(const std::string& text) {
       spec.values[key] = value == "true";
       continue;
     }
-    char* end = nullptr;
-    errno = 0;
-    const double x = std::strtod(value.c_str(), &end);
-    // ERANGE is also set on underflow: a tiny value (subnormal or 0) is a fine number.
-    const bool overflow = errno == ERANGE && std::fabs(x) >= 1.0;
-    if (value.empty() || *end != '\0' || overflow || !std::isfinite(x))
-      bad("spec value of '" + key + "' must be a finite number, got '" + value + "'");
+    // std::from_chars: the same digits mean the same number under every locale (strtod reads
+    // "0,001" under de_DE); decimal or scientific notation only (no hex, no leading '+').
+    double x = 0;
+    const char* first = value.data();
+    const char* last = first + value.size();
+    const auto [end, ec] = std::from_chars(first, last, x, std::chars_format::general);
+    if (value.empty() || ec != std::errc() || end != last || !std::isfinite(x))
+      bad("spec value of '" + key + "' must be a finite decimal number, got '" + value + "'");
     spec.values[key] = x;
   }
   if (!text.empty() && text.back() == ',') bad("spec ends with a stray ','");

@@ -6,6 +6,7 @@
 // Version 2 writes no scalars: every piece of state but the step is a buffer (NAdam's mu_product
 // is a 0-d float32 buffer). Version 1 records are converted on reading: mu_product becomes that
 // buffer; rank (the factors' width) and float64 (the buffers' dtype) are implied and dropped.
+#include <cctype>
 #include <cstring>
 #include <limits>
 
@@ -17,6 +18,7 @@ namespace {
 constexpr char kMagic[8] = {'A', 'D', 'X', 'S', 'T', 'A', 'T', 'E'};
 constexpr uint32_t kVersion = 2;
 constexpr uint32_t kMaxCount = 1u << 24, kMaxDims = 32, kMaxString = 4096;
+constexpr int64_t kMaxStep = (int64_t(1) << 53) - 2;
 
 uint64_t fnv1a(const unsigned char* p, size_t n) {
   uint64_t h = 1469598103934665603ull;
@@ -80,15 +82,28 @@ class Reader {
     const unsigned char* b = take(len);
     return std::string(reinterpret_cast<const char*>(b), len);
   }
+  // A name (optimizer, hyperparameter, buffer): ASCII letters, digits and '_' only, so it is
+  // valid UTF-8 and a valid spec key wherever it travels.
+  std::string name(const char* what) {
+    std::string s = str();
+    bool ok = !s.empty();
+    for (unsigned char c : s) ok = ok && (std::isalnum(c) || c == '_') && c < 128;
+    if (!ok) bad(std::string(what) + " name is not a word of ASCII letters, digits and '_'");
+    return s;
+  }
+  // A shape whose element count, times 16 bytes, fits int64 (every product checked).
   std::vector<int64_t> shape(int64_t* numel) {
     const uint32_t nd = count(kMaxDims, "dimension");
     std::vector<int64_t> s(nd);
-    int64_t total = 1;
     for (auto& d : s) {
       d = num<int64_t>();
-      if (d < 0 || (d > 0 && total > std::numeric_limits<int64_t>::max() / 16 / d)) bad("bad shape");
-      total *= d;
+      if (d < 0) bad("negative extent in a shape");
     }
+    int64_t total = 1;
+    for (int64_t d : s)
+      if (!mul_size(total, d, &total)) bad("shape " + shape_str(s) + " has more elements than int64 can count");
+    int64_t bytes;
+    if (!mul_size(total, 16, &bytes)) bad("shape " + shape_str(s) + " is too large");
     *numel = total;
     return s;
   }
@@ -150,7 +165,7 @@ std::vector<unsigned char> encode_state(const std::string& name, const Hyper& hy
   return std::move(w.out);
 }
 
-DecodedState decode_state(const unsigned char* data, size_t size) {
+DecodedState decode_state(const unsigned char* data, size_t size, int64_t expected_params) {
   if (!data) Reader::bad("null pointer");
   if (size < sizeof kMagic + 8 + 8) Reader::bad("truncated (" + std::to_string(size) + " bytes)");
   Reader r(data, size - 8);
@@ -161,13 +176,18 @@ DecodedState decode_state(const unsigned char* data, size_t size) {
   Reader tail(data + size - 8, 8);
   if (tail.num<uint64_t>() != fnv1a(data, size - 8)) Reader::bad("checksum mismatch (corrupt or truncated)");
   DecodedState out;
-  out.name = r.str();
+  out.name = r.name("optimizer");
   for (uint32_t i = 0, n = r.count(kMaxCount, "hyperparameter"); i < n; ++i) {
-    std::string k = r.str();
+    std::string k = r.name("hyperparameter");
+    if (out.hyper.count(k)) Reader::bad("hyperparameter '" + k + "' appears twice");
     out.hyper[k] = r.num<double>();
   }
   const uint64_t params = r.num<uint64_t>();
   if (params > kMaxCount) Reader::bad("implausible parameter count");
+  // Checked before anything is allocated for them.
+  if (expected_params >= 0 && params != uint64_t(expected_params))
+    Reader::bad("it holds " + std::to_string(params) + " parameters, " + std::to_string(expected_params) +
+                " were expected");
   for (uint64_t i = 0; i < params; ++i) {
     if (!r.num<uint8_t>()) {
       out.states.emplace_back();
@@ -177,13 +197,16 @@ DecodedState decode_state(const unsigned char* data, size_t size) {
     int64_t numel = 0;
     rec->shape = r.shape(&numel);
     rec->step = r.num<int64_t>();
-    if (rec->step < 0) Reader::bad("negative step");
+    // Steps are counted in float64 at most (exact to 2^53): the next one must still be exact.
+    if (rec->step < 0 || rec->step > kMaxStep) Reader::bad("step " + std::to_string(rec->step) + " is out of range");
     for (uint32_t j = 0, n = r.count(kMaxCount, "scalar"); j < n; ++j) {
-      std::string k = r.str();
+      std::string k = r.name("scalar");
+      if (rec->scalars.count(k)) Reader::bad("scalar '" + k + "' appears twice");
       rec->scalars[k] = r.num<double>();
     }
     for (uint32_t j = 0, n = r.count(kMaxCount, "buffer"); j < n; ++j) {
-      std::string k = r.str();
+      std::string k = r.name("buffer");
+      if (rec->buffers.count(k)) Reader::bad("buffer '" + k + "' appears twice");
       StateRecord::Buffer b;
       const uint8_t code = r.num<uint8_t>();
       if (code > dtype_code(DType::bf16)) Reader::bad("unknown dtype code");

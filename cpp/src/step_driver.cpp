@@ -6,6 +6,7 @@
 
 #include "adapprox/isa.hpp"
 #include "adapprox/registry.hpp"
+#include "adapprox/thread_pool.hpp"
 
 namespace adapprox {
 namespace {
@@ -22,6 +23,8 @@ std::string strides_str(const TensorRef& t) {
 
 void check_param_and_grad(const Slot& s, const std::string& who) {
   const TensorRef &p = s.param, &g = s.grad;
+  check_size(p, who + " (parameter)");
+  check_size(g, who + " (gradient)");
   if (p.numel() > 0 && (!p.data || !g.data)) fail(ErrorKind::value, who, "null data pointer");
   if (p.shape != g.shape)
     fail(ErrorKind::shape, who,
@@ -75,6 +78,7 @@ void write_step(const TensorRef& b, int64_t t) {
 
 void check_buffer(const BufferSpec& spec, const TensorRef& b, const TensorRef& param, const std::string& who) {
   const std::string name = "state '" + spec.name + "'";
+  check_size(b, who + " " + name);
   if (spec.resized && (!b.data || b.numel() == 0)) return;  // absent (or empty): the step creates it
   const bool scalar_ok = spec.shape.empty() && !spec.like_param && (b.dtype == DType::f32 || b.dtype == DType::f64);
   if (b.dtype != spec.dtype && !scalar_ok)
@@ -149,6 +153,7 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
   // 1. Check everything: the environment, hyperparameters, every slot of every group, memory
   //    shared anywhere.
   check_isa_setting();
+  prepare_threads();
   std::vector<Hyper> hs;
   std::vector<Slot> all;  // copies for the overlap check
   std::vector<std::vector<BufferSpec>> schemas;

@@ -31,9 +31,41 @@ int dtype_size(DType t) {
 }
 
 int64_t TensorRef::numel() const {
+  for (int64_t s : shape)
+    if (s == 0) return 0;  // however large the other extents
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape)
+    if (s < 0 || !mul_size(n, s, &n))
+      throw Error(ErrorKind::shape, "shape " + shape_str(shape) + ": element count is negative or overflows int64");
   return n;
+}
+
+void check_size(const TensorRef& t, const std::string& who) {
+  auto bad = [&](const std::string& what) { throw Error(ErrorKind::shape, who + ": " + what); };
+  for (int64_t s : t.shape)
+    if (s < 0) bad("negative extent in shape " + shape_str(t.shape));
+  if (!t.strides.empty()) {
+    if (t.strides.size() != t.shape.size()) bad("strides and shape differ in length");
+    for (int64_t st : t.strides)
+      if (st < 0) bad("negative stride");
+  }
+  for (int64_t s : t.shape)
+    if (s == 0) return;  // an empty tensor, however large its other extents: nothing is addressed
+  int64_t n = 1;
+  for (int64_t s : t.shape)
+    if (!mul_size(n, s, &n)) bad("shape " + shape_str(t.shape) + " has more elements than int64 can count");
+  // Byte extent: (sum (extent - 1) * stride + 1) * element size, every step checked.
+  int64_t last = 0;
+  for (size_t i = 0; i < t.shape.size(); ++i) {
+    int64_t span;
+    if (!mul_size(t.shape[i] - 1, t.stride(i), &span) || !add_size(last, span, &last))
+      bad("shape " + shape_str(t.shape) + " with its strides spans more than int64 can count");
+  }
+  int64_t bytes;
+  if (!add_size(last, 1, &bytes) || !mul_size(bytes, dtype_size(t.dtype), &bytes))
+    bad("shape " + shape_str(t.shape) + " spans more bytes than int64 can count");
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data);
+  if (t.data && lo + static_cast<uintptr_t>(bytes) < lo) bad("buffer wraps around the address space");
 }
 
 std::string shape_str(const std::vector<int64_t>& shape) {
@@ -48,16 +80,18 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 int64_t TensorRef::stride(size_t dim) const {
   if (!strides.empty()) return strides[dim];
   int64_t st = 1;
-  for (size_t i = dim + 1; i < shape.size(); ++i) st *= shape[i];
+  for (size_t i = dim + 1; i < shape.size(); ++i)
+    if (!mul_size(st, shape[i], &st)) return 0;  // only for tensors with a zero extent (numel checks the rest)
   return st;
 }
 
 bool TensorRef::contiguous() const {
   if (strides.empty()) return true;
+  if (numel() == 0) return true;
   int64_t expect = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     if (shape[i] != 1 && strides[i] != expect) return false;
-    expect *= shape[i];
+    expect *= shape[i];  // <= numel: no overflow
   }
   return true;
 }
@@ -74,7 +108,7 @@ bool TensorRef::dense() const {
   int64_t expect = 1;
   for (const auto& [st, n] : dims) {
     if (st != expect) return false;
-    expect *= n;
+    expect *= n;  // <= numel: no overflow
   }
   return true;
 }

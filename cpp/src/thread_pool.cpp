@@ -1,12 +1,17 @@
 #include "adapprox/thread_pool.hpp"
 
+#include "adapprox/tensor.hpp"
+#include "adapprox/tuning.hpp"
+
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -51,18 +56,27 @@ struct Job {
 
 class Pool {
  public:
+  // Starts threads - 1 workers; if the system refuses a thread, the ones started are stopped and
+  // the error is rethrown (a half-built pool would wait for workers that do not exist).
   explicit Pool(int threads) {
-    for (int i = 0; i + 1 < threads; ++i) workers_.emplace_back([this] { loop(); });
+    try {
+      for (int i = 0; i + 1 < threads; ++i) workers_.emplace_back([this] { loop(); });
+    } catch (...) {
+      stop_all();
+      throw;
+    }
   }
-  ~Pool() {
+  ~Pool() { stop_all(); }
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  void stop_all() {
     {
       std::lock_guard<std::mutex> lk(mu_);
       stop_ = true;
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
+    workers_.clear();
   }
-  int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   void run(const std::shared_ptr<Job>& job) {
     {
@@ -100,13 +114,37 @@ class Pool {
   bool stop_ = false;
 };
 
-int default_threads() {
-  if (const char* env = std::getenv("ADAPPROX_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n > 0) return n;
-  }
-  return std::max(1u, std::thread::hardware_concurrency());
+int hardware_threads() {
+  return static_cast<int>(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1u, unsigned(tuning::kMaxThreads)));
 }
+
+// ADAPPROX_NUM_THREADS: unset or empty, or a whole number in [1, kMaxThreads] and nothing else.
+struct EnvThreads {
+  int n = 0;          // 0: not set
+  std::string error;  // set and not such a number
+};
+
+const EnvThreads& env_threads() {
+  static const EnvThreads e = [] {
+    EnvThreads r;
+    const char* env = std::getenv("ADAPPROX_NUM_THREADS");
+    if (!env || !*env) return r;
+    const std::string text = env;
+    int n = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size() || n < 1 || n > tuning::kMaxThreads)
+      r.error = "ADAPPROX_NUM_THREADS must be a whole number from 1 to " + std::to_string(tuning::kMaxThreads) +
+                ", got '" + text + "'";
+    else
+      r.n = n;
+    return r;
+  }();
+  return e;
+}
+
+int default_threads() { return env_threads().n > 0 ? env_threads().n : hardware_threads(); }
+
+std::string g_pool_error;  // why the pool could not be started (guarded by g_pool_mu)
 
 std::mutex g_pool_mu;  // one parallel_for at a time owns the pool
 std::unique_ptr<Pool> g_pool;
@@ -125,9 +163,30 @@ int num_threads() {
 }
 
 void set_num_threads(int n) {
+  if (n < 1 || n > tuning::kMaxThreads)
+    throw Error(ErrorKind::value, "number of threads must be from 1 to " + std::to_string(tuning::kMaxThreads) +
+                                      ", got " + std::to_string(n));
   std::lock_guard<std::mutex> lk(g_pool_mu);
-  g_threads = std::max(1, n);
+  g_threads = n;
   g_pool.reset();  // rebuilt at the next parallel call with the new size
+  g_pool_error.clear();
+}
+
+void prepare_threads() {
+  if (!env_threads().error.empty()) throw Error(ErrorKind::value, env_threads().error);
+  const int threads = num_threads();
+  if (threads == 1) return;
+  std::lock_guard<std::mutex> lk(g_pool_mu);
+  if (!g_pool && g_pool_error.empty()) {
+    try {
+      g_pool = std::make_unique<Pool>(threads);
+    } catch (const std::exception& e) {
+      g_pool_error = e.what();
+    }
+  }
+  if (!g_pool)
+    throw Error(ErrorKind::value, "could not start " + std::to_string(threads) + " threads (" + g_pool_error +
+                                      "); set fewer with ADAPPROX_NUM_THREADS or set_num_threads");
 }
 
 int chunk_count(int64_t n, int64_t grain) {
@@ -152,7 +211,16 @@ void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int, int
     for (int c = 0; c < chunks; ++c) fn(c, n * c / chunks, n * (c + 1) / chunks);
     return;
   }
-  if (!g_pool) g_pool = std::make_unique<Pool>(threads);
+  if (!g_pool) {  // normally started by prepare_threads(); never throw in the middle of a step
+    try {
+      g_pool = std::make_unique<Pool>(threads);
+    } catch (const std::exception& e) {
+      g_pool_error = e.what();
+      lk.unlock();
+      for (int c = 0; c < chunks; ++c) fn(c, n * c / chunks, n * (c + 1) / chunks);  // same result, one thread
+      return;
+    }
+  }
   auto job = std::make_shared<Job>();
   job->fn = &fn;
   job->n = n;

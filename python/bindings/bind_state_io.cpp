@@ -62,9 +62,9 @@ py::bytes encode_state_py(const std::string& name, const py::dict& hyper, const 
   return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
-py::tuple decode_state_py(const py::bytes& data) {
+py::tuple decode_state_py(const py::bytes& data, int64_t expected_params) {
   const std::string raw = data;
-  DecodedState d = decode_state(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
+  DecodedState d = decode_state(reinterpret_cast<const unsigned char*>(raw.data()), raw.size(), expected_params);
   py::list states;
   for (const auto& r : d.states) {
     if (!r) {
@@ -81,9 +81,9 @@ py::tuple decode_state_py(const py::bytes& data) {
 void bind_state_io(py::module_& m) {
   m.def("encode_state", &encode_state_py, py::arg("name"), py::arg("hyper"), py::arg("states"),
         "Bytes in the C ABI's versioned format from [None | (shape, step, {name: array})].");
-  m.def("decode_state", &decode_state_py, py::arg("data"),
+  m.def("decode_state", &decode_state_py, py::arg("data"), py::arg("expected_params") = -1,
         "(name, hyper, [None | (shape, step, {name: array})]) from state bytes (version 1 converted); "
-        "ValueError on truncated or corrupt data.");
+        "ValueError on truncated or corrupt data, or (expected_params >= 0) another parameter count.");
 }
 
 const bindings::RegisterBinder registered(bind_state_io);

@@ -133,6 +133,17 @@ Imported import_tensor(py::handle obj, const std::string& name, bool writable, b
                          "; expected float32, float64, float16 or bfloat16" +
                          std::string(t->dtype.code == dlpack::kDLComplex ? " (complex parameters: the optimizers that support them "
                                                                            "take their real views, torch.view_as_real)" : ""));
+  if (t->ndim < 0 || t->ndim > 64)
+    throw py::value_error(name + ": DLPack ndim " + std::to_string(t->ndim) + " is out of range (0 to 64)");
+  if (t->ndim > 0 && !t->shape) throw py::value_error(name + ": DLPack shape is NULL");
+  {  // sizes first: nothing below multiplies extents that could overflow
+    TensorRef probe;
+    probe.dtype = out.ref.dtype;
+    probe.shape.assign(t->shape, t->shape + t->ndim);
+    if (t->strides) probe.strides.assign(t->strides, t->strides + t->ndim);
+    probe.data = static_cast<char*>(t->data) + t->byte_offset;
+    check_size(probe, name);
+  }
   if (!strided && !is_c_contiguous(*t))
     throw py::value_error(name + ": must be C-contiguous (got a strided view); adapprox works on the caller's "
                                  "buffer and never makes a hidden copy");

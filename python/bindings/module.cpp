@@ -8,6 +8,7 @@
 #include "adapprox/as_rsi.hpp"
 #include "adapprox/isa.hpp"
 #include "adapprox/thread_pool.hpp"
+#include "adapprox/tuning.hpp"
 #include "binders.hpp"
 #include "numpy_buffers.hpp"
 #include "dlpack_import.hpp"
@@ -72,7 +73,17 @@ PYBIND11_MODULE(_core, m) {
 
   m.attr("__version__") = ADAPPROX_VERSION_STRING;  // pyproject.toml's, through CMake
   m.def("num_threads", &num_threads, "Threads the native core uses.");
-  m.def("set_num_threads", &set_num_threads, py::arg("n"), "Set the number of native threads.");
+  m.def(
+      "set_num_threads",
+      [](py::int_ n) {
+        const long long v = PyLong_AsLongLong(n.ptr());
+        if (v == -1 && PyErr_Occurred()) PyErr_Clear();
+        if (v < 1 || v > tuning::kMaxThreads)
+          throw Error(ErrorKind::value, "set_num_threads: n must be from 1 to " + std::to_string(tuning::kMaxThreads) +
+                                            ", got " + std::string(py::str(n)));
+        set_num_threads(static_cast<int>(v));
+      },
+      py::arg("n"), "Set the number of native threads (1 to 1024).");
   m.def(
       "isa",
       [] {

@@ -16,6 +16,11 @@
  * message for the last failed call. A failed call changes no parameter and no state. No C++
  * exception ever crosses this ABI.
  *
+ * Threads: every function may be called from any thread. Calls on one handle are serialised (a
+ * lock per handle): two threads stepping one handle take turns, and no update is lost. Separate
+ * handles share nothing and never wait for each other. adx_destroy must not race with other calls
+ * on the same handle (as free() must not).
+ *
  * Tensors are DLPack DLTensors (declared here layout-compatible, prefixed adx_; a DLTensor* from
  * dlpack.h may be passed by casting): CPU, C-contiguous (strides NULL or compact), float32,
  * float64, float16 or bfloat16, parameter and gradient of the same shape and dtype.

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -47,7 +48,8 @@ struct DecodedState {
   Hyper hyper;
   std::vector<std::unique_ptr<StateRecord>> states;  // null entries: never stepped
 };
-DecodedState decode_state(const unsigned char* data, size_t size);
+// expected_params >= 0: refuse (before allocating) a state with another number of parameters.
+DecodedState decode_state(const unsigned char* data, size_t size, int64_t expected_params = -1);
 
 struct MemoryReport {
   int64_t state_bytes = 0;
@@ -56,7 +58,9 @@ struct MemoryReport {
 
 // Any registered optimizer (registry.hpp) with the state it keeps for a fixed list of parameters:
 // the handle owns one set of buffers per parameter, in the registry's schema, created at the
-// parameter's first step.
+// parameter's first step. Thread safety: every member function takes the optimizer's own lock,
+// so calls on one optimizer from several threads run one at a time; separate optimizers never
+// wait for each other.
 class Optimizer {
  public:
   // "name:key=value,..."; Error(spec) for a malformed spec, an unknown optimizer or key;
@@ -66,7 +70,7 @@ class Optimizer {
   static Hyper defaults(const std::string& name);
 
   std::string name() const;
-  Hyper hyper() const { return h_; }
+  Hyper hyper() const;
   std::string spec() const { return format_spec(name(), hyper()); }
 
   // Updates params in place. lr >= 0 overrides the learning rate for this step. All inputs
@@ -86,6 +90,7 @@ class Optimizer {
  private:
   struct ParamState;
   const class Algorithm& algo_;
+  mutable std::mutex mu_;  // every member function holds it: one call at a time per optimizer
   Hyper h_;
   std::vector<std::unique_ptr<ParamState>> states_;  // null: never stepped
   std::vector<std::vector<int64_t>> shapes_;         // of the parameters seen so far

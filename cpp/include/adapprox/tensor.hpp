@@ -20,7 +20,7 @@ struct TensorRef {
   DType dtype = DType::f32;
   std::vector<int64_t> shape;
   std::vector<int64_t> strides;
-  int64_t numel() const;
+  int64_t numel() const;                   // throws Error(shape) when the count overflows int64
   bool contiguous() const;                 // C-contiguous (strides of size-1 dimensions ignored)
   bool dense() const;                      // non-overlapping and dense, strides >= 0
   bool same_layout(const TensorRef& o) const;  // same shape and same strides where the extent is > 1
@@ -43,6 +43,16 @@ std::string shape_str(const std::vector<int64_t>& shape);
 
 // Bytes from the lowest to one past the highest element of a dense tensor (0 when empty).
 int64_t extent_bytes(const TensorRef& t);
+
+// Everything about a tensor's size that arithmetic could get wrong, checked before use: extents
+// >= 0, strides (if any) one per dimension and >= 0, the element count, the byte extent and the
+// address range all representable (no int64 or pointer wrap-around). Throws Error(shape) naming
+// `who` and the shape.
+void check_size(const TensorRef& t, const std::string& who);
+
+// a * b and a + b for sizes >= 0; false when the result overflows int64.
+inline bool mul_size(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+inline bool add_size(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_overflow(a, b, out); }
 
 // Copies between a tensor of any supported dtype and float32 (round to nearest even on the way back).
 // `src`/`dst` must be contiguous (staging.hpp handles other dense layouts).

@@ -9,9 +9,14 @@
 
 namespace adapprox {
 
-// Threads used by the core: ADAPPROX_NUM_THREADS if set, else std::thread::hardware_concurrency().
+// Threads used by the core: ADAPPROX_NUM_THREADS if set (a whole number from 1 to
+// tuning::kMaxThreads), else std::thread::hardware_concurrency() (at most kMaxThreads).
 int num_threads();
+// Throws Error(value) for n outside [1, tuning::kMaxThreads].
 void set_num_threads(int n);
+// Called by the step driver before anything is written: throws Error(value) for a malformed
+// ADAPPROX_NUM_THREADS, or when the pool's threads cannot be started.
+void prepare_threads();
 
 // Calls fn(chunk, begin, end) for `chunks` contiguous ranges covering [0, n), each at least
 // `grain` long (fewer chunks if n is small). Exceptions from fn are rethrown in the caller.

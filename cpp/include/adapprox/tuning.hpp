@@ -41,6 +41,14 @@ constexpr int64_t kPartialSumFloats = int64_t(1) << 22;
 // AdaGram: rows per block of the tall-skinny QR (blocks have at least max(this, 2k) rows).
 constexpr int64_t kQrBlockRows = 8192;
 
+// --- Bounds on work set by hyperparameters ---
+// Adapprox: at most this many subspace iterations (two passes over the matrix each) and extra
+// sketch columns per refresh, so a step's time is bounded by the shapes.
+constexpr int kMaxPowerIters = 32;
+constexpr int kMaxOversample = 1024;
+// Threads of the pool (ADAPPROX_NUM_THREADS, set_num_threads).
+constexpr int kMaxThreads = 1024;
+
 // --- Reductions ---
 // Row reductions (Adafactor, Adapprox) run over this many independent accumulators, combined in
 // a fixed order: the loops vectorise and every instruction set rounds alike.

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .. import _core
+from .._lock import drop_lock, serialised
 
 _REAL = {np.dtype(np.complex64): np.float32, np.dtype(np.complex128): np.float64}
 
@@ -29,6 +30,9 @@ class NativeOptimizer:
         self._check(hyper)
         self.hyper = dict(hyper)
         self.state = {}
+
+    def __getstate__(self):
+        return drop_lock(dict(self.__dict__))
 
     def _hyper(self, hyper: dict) -> dict:
         raise NotImplementedError
@@ -65,6 +69,7 @@ class NativeOptimizer:
                 _real_view(out[spec["name"]])[...] = spec["fill"]  # every real number, as torch's complex fill
         return out
 
+    @serialised
     def step(self, grads):
         """Apply one update in place for every ``grads[i]`` that is not None."""
         grads = list(grads)
@@ -115,11 +120,13 @@ class NativeOptimizer:
             i, schema = owners[slot][0], owners[slot][1]
             self.state[i][schema[k]["name"]] = np.from_dlpack(_Capsule(capsule))
 
+    @serialised
     def state_dict(self):
         """{'hyper': dict, 'state': {index: {name: array}}} (copies)."""
         return {"hyper": dict(self.hyper),
                 "state": {i: {k: np.array(v, copy=True) for k, v in st.items()} for i, st in self.state.items()}}
 
+    @serialised
     def load_state_dict(self, state_dict):
         state = {}
         for i, saved in state_dict["state"].items():
@@ -157,6 +164,7 @@ class NativeOptimizer:
                 if spec["shape"] or spec["like_param"]:
                     st[spec["name"]] = a.astype(spec["dtype"], copy=False)
 
+    @serialised
     def save_native_state(self) -> bytes:
         """All state as bytes in the C ABI's format (``adx_state_load`` reads it)."""
         states = []
@@ -169,10 +177,11 @@ class NativeOptimizer:
             states.append((tuple(np.shape(_real_view(p))), int(st["step"]) if "step" in st else 0, bufs))
         return _core.encode_state(self.algorithm, _core.check_hyper(self.algorithm, self._hyper(self.hyper)), states)
 
+    @serialised
     def load_native_state(self, data: bytes) -> None:
         """Load state written by ``adx_state_save`` or :meth:`save_native_state`, parameter by
         parameter in order; hyperparameters stay this optimizer's."""
-        name, _, states = _core.decode_state(data)
+        name, _, states = _core.decode_state(data, len(self.params))
         if name != self.algorithm:
             raise ValueError(f"state was saved by '{name}', this optimizer is '{self.algorithm}'")
         if len(states) != len(self.params):

@@ -38,6 +38,7 @@ class Adapprox(NativeOptimizer):
         S.check_hyper(hyper)
 
     def _hyper(self, hyper):
+        S.check_hyper(hyper)  # a group edited since construction (max_rank=0, ...) is refused here
         return S.spec_hyper(hyper)
 
     def _describe(self, param, st):

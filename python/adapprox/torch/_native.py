@@ -12,16 +12,10 @@ import torch
 from torch.utils.dlpack import from_dlpack, to_dlpack
 
 from .. import _core
+from .._lock import drop_lock, serialised
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _NAMES = {v: k for k, v in _DTYPES.items()}
-
-
-def _as_dlpack(t: torch.Tensor):
-    """What the core imports for `t`: a DLPack capsule for a CPU tensor (to_dlpack is a single C
-    call, about 10x cheaper than the ``__dlpack__`` protocol, which matters with many small
-    tensors), else the detached tensor, so the core reports where it lives."""
-    return to_dlpack(t) if t.device.type == "cpu" else t.detach()
 
 
 def _scalar_dtype():
@@ -43,18 +37,30 @@ class NativeOptimizer(torch.optim.Optimizer):
             _core.check_hyper(self.algorithm, self._hyper(group))
 
     def _schema(self, hyper, p_real):
-        key = (tuple(hyper.items()), tuple(p_real.shape), p_real.dtype)
-        cache = self.__dict__.setdefault("_schema_cache", {})
-        s = cache.get(key)
-        if s is None:
-            s = _core.schema(self.algorithm, hyper, list(p_real.shape), _NAMES[p_real.dtype])
-            cache[key] = s
-        return s
+        return self._plan(self._plans(hyper), hyper, p_real)[0]
+
+    def _plans(self, hyper):
+        """The plan cache of one set of hyperparameters (looked up once per group and step)."""
+        return self.__dict__.setdefault("_schema_cache", {}).setdefault(tuple(hyper.items()), {})
+
+    def _plan(self, plans, hyper, p_real):
+        """(schema, the state names it allows, [(name, resized, dtype the schema keeps or None)]),
+        cached per (hyperparameters, shape, dtype): the per-step work for a parameter whose
+        state is already right is a few dict lookups."""
+        key = (p_real.shape, p_real.dtype)
+        plan = plans.get(key)
+        if plan is None:
+            schema = _core.schema(self.algorithm, hyper, list(p_real.shape), _NAMES[p_real.dtype])
+            names = frozenset(s["name"] for s in schema) | {"step"}
+            specs = [(s["name"], s["resized"], _DTYPES[s["dtype"]] if (s["like_param"] or s["shape"]) else None)
+                     for s in schema]
+            plan = plans[key] = (schema, names, specs)
+        return plan
 
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_schema_cache", None)
-        return state
+        return drop_lock(state)
 
     def __setstate__(self, state):
         # The constructor's own keys (torch's __setstate__ adds "differentiable" to every optimizer).
@@ -103,6 +109,7 @@ class NativeOptimizer(torch.optim.Optimizer):
         return t
 
     @torch.no_grad()
+    @serialised
     def step(self, closure=None):
         """Performs one optimization step; ``closure`` re-evaluates the model and returns the loss."""
         loss = None
@@ -110,76 +117,99 @@ class NativeOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         complex_ok = None
-        groups, owners = [], []  # owners: (param, schema, state tensors, fresh) per slot
+        groups, owners = [], []  # owners: (param, schema, state tensors, write back) per slot
         index = 0
+        state = self.state
         for gi, group in enumerate(self.param_groups):
             hyper = self._hyper(group)
+            plans = self._plans(hyper)
             params, grads, states, fresh, indices = [], [], [], [], []
             for p in group["params"]:
                 index += 1
                 g = p.grad
                 if g is None:
                     continue
-                where = f"param_groups[{gi}] params[{index - 1}]"
                 if g.is_sparse:
-                    raise TypeError(f"{where}: {type(self).__name__} does not support sparse gradients")
+                    raise TypeError(f"param_groups[{gi}] params[{index - 1}]: {type(self).__name__} does not "
+                                    "support sparse gradients")
                 p_real, g_real = p, g
                 if p.is_complex():
                     if complex_ok is None:
                         complex_ok = _core.supports_complex(self.algorithm)
                     if not complex_ok:
-                        raise TypeError(f"{where}: {type(self).__name__} does not support complex parameters "
-                                        f"(got {p.dtype}); the elementwise optimizers do")
+                        raise TypeError(f"param_groups[{gi}] params[{index - 1}]: {type(self).__name__} does not "
+                                        f"support complex parameters (got {p.dtype}); the elementwise optimizers do")
                     p_real, g_real = torch.view_as_real(p), torch.view_as_real(g)
-                schema = self._schema(hyper, p_real)
-                st = self.state.get(p)
+                schema, names, specs = self._plan(plans, hyper, p_real)
+                st = state.get(p)
                 is_new = not st
-                if st:
-                    names = {s["name"] for s in schema}
-                    foreign = sorted(k for k, v in st.items() if torch.is_tensor(v) and k not in names and k != "step")
-                    if foreign:
-                        raise ValueError(f"{where}: state {foreign} is not {type(self).__name__}'s (it keeps "
-                                         f"{sorted(names)}); was a state_dict of another optimizer loaded?")
-                tensors = []
-                for spec in schema:
-                    name = spec["name"]
+                if not is_new and not st.keys() <= names:
+                    self._refuse_foreign(gi, index - 1, st, names)
+                tensors, write_back = [], is_new
+                for (name, resized, want), spec in zip(specs, schema):
                     if is_new:
-                        t = None if spec["resized"] else self._new_state(spec, p, p_real)
+                        t = None if resized else self._new_state(spec, p, p_real)
                     else:
                         t = st.get(name)
-                        if t is None and not spec["resized"]:
-                            raise KeyError(f"{where}: state '{name}' is missing (the state holds "
-                                           f"{sorted(st)}; {type(self).__name__} needs "
-                                           f"{[s['name'] for s in schema]})")
-                        if t is not None and not torch.is_tensor(t):
-                            raise TypeError(f"{where}: state '{name}' must be a tensor, got {type(t).__name__}")
-                        if t is not None and name != "step":
+                        if t is None:
+                            if not resized:
+                                raise KeyError(f"param_groups[{gi}] params[{index - 1}]: state '{name}' is missing "
+                                               f"(the state holds {sorted(st)}; {type(self).__name__} needs "
+                                               f"{[s['name'] for s in schema]})")
+                        elif not isinstance(t, torch.Tensor):
+                            raise TypeError(f"param_groups[{gi}] params[{index - 1}]: state '{name}' must be a "
+                                            f"tensor, got {type(t).__name__}")
+                        elif want is not None and t.dtype != want and name != "step":
                             t = self._schema_dtype(t, spec, p)
+                            write_back = True
                     tensors.append(t)
-                params.append(_as_dlpack(p_real))
-                grads.append(_as_dlpack(g_real))
-                states.append([None if t is None else
-                               _as_dlpack(torch.view_as_real(t) if t.is_complex() else t) for t in tensors])
+                if p_real.is_cpu:  # to_dlpack: one C call per tensor
+                    params.append(to_dlpack(p_real))
+                    grads.append(to_dlpack(g_real))
+                    if p_real is p:  # real parameter: real state
+                        states.append([None if t is None else to_dlpack(t) for t in tensors])
+                    else:
+                        states.append([None if t is None else to_dlpack(torch.view_as_real(t) if t.is_complex() else t)
+                                       for t in tensors])
+                else:  # the core reports where they live
+                    params.append(p_real.detach())
+                    grads.append(g_real.detach())
+                    states.append([None if t is None else t.detach() for t in tensors])
                 fresh.append(is_new)
                 indices.append(index - 1)
-                owners.append((p, schema, tensors, is_new))
+                owners.append((p, schema, tensors, write_back))
             if params:
                 groups.append((hyper, params, grads, states, fresh, indices))
         if not groups:
             return loss
         replaced = _core.step(self.algorithm, groups)
-        for p, schema, tensors, is_new in owners:
-            st = self.state.get(p)
+        for p, schema, tensors, write_back in owners:
+            if not write_back:
+                continue
+            st = state[p]
             for spec, t in zip(schema, tensors):
-                if t is not None and (st is None or st.get(spec["name"]) is not t):
-                    if st is None:
-                        st = self.state[p]
+                if t is not None:
                     st[spec["name"]] = t
         for slot, k, capsule in replaced:
             p, schema = owners[slot][0], owners[slot][1]
-            self.state[p][schema[k]["name"]] = from_dlpack(capsule)
+            state[p][schema[k]["name"]] = from_dlpack(capsule)
         return loss
 
+    def _refuse_foreign(self, gi, index, st, names):
+        """State tensors the schema does not name mean another optimizer's state (other entries,
+        such as a user's own notes, are left alone)."""
+        foreign = sorted(k for k, v in st.items() if k not in names and isinstance(v, torch.Tensor))
+        if not foreign:
+            return
+        raise ValueError(f"param_groups[{gi}] params[{index}]: state {foreign} is not {type(self).__name__}'s (it "
+                         f"keeps {sorted(names - {'step'})}); was a state_dict of another optimizer loaded?")
+
+    @serialised
+    def state_dict(self):
+        """torch's state_dict, taken while no step of this optimizer runs."""
+        return super().state_dict()
+
+    @serialised
     def load_state_dict(self, state_dict):
         """torch's load_state_dict. torch.optim.Optimizer casts every floating state tensor to its
         parameter's dtype; where the schema keeps another dtype (float32 moments of bf16
@@ -231,6 +261,7 @@ class NativeOptimizer(torch.optim.Optimizer):
     def _spec_hyper(self, group) -> dict:
         return _core.check_hyper(self.algorithm, self._hyper(group))
 
+    @serialised
     def save_native_state(self) -> bytes:
         """All state as bytes in the C ABI's format (``adx_state_load`` reads it). The
         hyperparameters stored are those of the first parameter group."""
@@ -248,14 +279,15 @@ class NativeOptimizer(torch.optim.Optimizer):
                 states.append((shape, step, bufs))
         return _core.encode_state(self.algorithm, self._spec_hyper(self.param_groups[0]), states)
 
+    @serialised
     def load_native_state(self, data: bytes) -> None:
         """Load state written by ``adx_state_save`` or :meth:`save_native_state`, parameter by
         parameter in order. Hyperparameters stay those of this optimizer's groups; every state is
         checked against its parameter before anything changes."""
-        name, _, states = _core.decode_state(data)
+        params = [p for g in self.param_groups for p in g["params"]]
+        name, _, states = _core.decode_state(data, len(params))
         if name != self.algorithm:
             raise ValueError(f"state was saved by '{name}', this optimizer is '{self.algorithm}'")
-        params = [p for g in self.param_groups for p in g["params"]]
         if len(states) != len(params):
             raise ValueError(f"state holds {len(states)} parameters, this optimizer has {len(params)}")
         new = {}

@@ -42,6 +42,7 @@ class Adapprox(NativeOptimizer):
     algorithm = "adapprox"
 
     def _hyper(self, group):
+        S.check_hyper(group)  # a group edited since construction (max_rank=0, ...) is refused here
         return S.spec_hyper(group)
 
     def _describe(self, param, st):
