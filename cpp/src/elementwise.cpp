@@ -35,8 +35,8 @@ void run_converted(const ElementwiseAlgorithm& algo, const Hyper& h, const Eleme
   std::vector<float*> bufs(bufs_base.size());
   for (int64_t lo = b; lo < e; lo += kBlock) {
     const int64_t n = std::min(kBlock, e - lo);
-    TensorRef pc{static_cast<char*>(s.param.data) + lo * es, s.param.dtype, {n}};
-    TensorRef gc{static_cast<char*>(s.grad.data) + lo * es, s.grad.dtype, {n}};
+    TensorRef pc{static_cast<char*>(s.param.data) + lo * es, s.param.dtype, {n}, {}};
+    TensorRef gc{static_cast<char*>(s.grad.data) + lo * es, s.grad.dtype, {n}, {}};
     to_float32(pc, p);
     to_float32(gc, g);
     for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = bufs_base[i] + lo;

@@ -1,7 +1,10 @@
 // Spec strings: NAME [":" KEY "=" NUMBER ("," KEY "=" NUMBER)*], e.g. "adam:lr=1e-3,beta1=0.9".
 #include <cctype>
 #include <charconv>
+#include <clocale>
 #include <cmath>
+#include <cstdlib>
+#include <locale.h>
 #include <sstream>
 
 #include "adapprox/optimizer.hpp"
@@ -24,6 +27,15 @@ bool valid_word(const std::string& s) {
 }
 
 [[noreturn]] void bad(const std::string& what) { throw Error(ErrorKind::spec, what); }
+
+// Whether a decimal that from_chars found out of range is too small rather than too large:
+// its exponent (after 'e') is negative, or it has no exponent and starts "0." or "-0.".
+bool underflows(const std::string& v) {
+  const size_t e = v.find_first_of("eE");
+  if (e != std::string::npos) return e + 1 < v.size() && v[e + 1] == '-';
+  const size_t start = !v.empty() && v[0] == '-' ? 1 : 0;
+  return v.compare(start, 2, "0.") == 0;
+}
 
 }  // namespace
 
@@ -52,7 +64,13 @@ Spec parse_spec(const std::string& text) {
     double x = 0;
     const char* first = value.data();
     const char* last = first + value.size();
-    const auto [end, ec] = std::from_chars(first, last, x, std::chars_format::general);
+    auto [end, ec] = std::from_chars(first, last, x, std::chars_format::general);
+    if (ec == std::errc::result_out_of_range && end == last && underflows(value)) {
+      // a tiny decimal (1e-400, 4e-320): its nearest double, 0 or subnormal, read in the C locale
+      static const locale_t c_locale = newlocale(LC_ALL_MASK, "C", static_cast<locale_t>(0));
+      x = strtod_l(value.c_str(), nullptr, c_locale);
+      ec = std::errc();
+    }
     if (value.empty() || ec != std::errc() || end != last || !std::isfinite(x))
       bad("spec value of '" + key + "' must be a finite decimal number, got '" + value + "'");
     spec.values[key] = x;

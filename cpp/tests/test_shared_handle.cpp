@@ -51,7 +51,7 @@ void shared(const char* spec) {
     });
   for (auto& t : ts) t.join();
   for (int f : failures) CHECK(f == 0);
-  CHECK(saved_step(o) == kThreads * kSteps);
+  if (std::string(spec).rfind("sgd", 0) != 0) CHECK(saved_step(o) == kThreads * kSteps);  // SGD counts no steps (as torch)
   // The same number of steps taken by one thread lands on the same parameters (a constant
   // gradient makes the order of the steps irrelevant).
   adx_optimizer* one = nullptr;
