@@ -375,9 +375,10 @@ def shutil_which(name):
 # ---- memory proportional to the work ----
 
 def test_adagram_workspace_is_a_small_multiple_of_its_state():
-    """AdaGram at rank 1 on a 4M-element parameter: the step's peak memory above the parameter,
-    gradient and state (2 n k float64) stays within 8 times the state (it was 8.7 times at rank 1
-    on 50M elements before the factors were updated in place)."""
+    """AdaGram at rank 1 on a 4M-element parameter: the steps' peak memory above the parameter,
+    gradient and state (2 n k float64) stays within 6.5 times the state (measured 5.5; 7.5 before
+    the factors were updated in place). malloc's mmap threshold is fixed so that freed blocks go
+    back to the system and the peak measures live memory, not the allocator's history."""
     code = r"""
 import os, resource, numpy as np, adapprox.numpy as anp
 def rss():  # resident bytes now
@@ -393,6 +394,6 @@ state = sum(a.nbytes for k, a in opt.state[0].items() if k != "step")
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print("RATIO", (peak - base - state) / state, state)
 """
-    out = _child(code, {"ADAPPROX_NUM_THREADS": "2"}, timeout=300)
+    out = _child(code, {"ADAPPROX_NUM_THREADS": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}, timeout=300)
     ratio = float(out.split("RATIO")[1].split()[0])
-    assert ratio < 8, out
+    assert ratio < 6.5, out

@@ -186,10 +186,9 @@ class NativeOptimizer(torch.optim.Optimizer):
         for p, schema, tensors, write_back in owners:
             if not write_back:
                 continue
-            st = state[p]
             for spec, t in zip(schema, tensors):
-                if t is not None:
-                    st[spec["name"]] = t
+                if t is not None:  # a schema without buffers (SGD without momentum) leaves no entry
+                    state[p][spec["name"]] = t
         for slot, k, capsule in replaced:
             p, schema = owners[slot][0], owners[slot][1]
             state[p][schema[k]["name"]] = from_dlpack(capsule)
