@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
+#include <map>
 #include <sstream>
 
 #include "adapprox/isa.hpp"
@@ -23,8 +25,8 @@ std::string strides_str(const TensorRef& t) {
 
 void check_param_and_grad(const Slot& s, const std::string& who) {
   const TensorRef &p = s.param, &g = s.grad;
-  check_size(p, who + " (parameter)");
-  check_size(g, who + " (gradient)");
+  if (std::string why = size_problem(p); !why.empty()) fail(ErrorKind::shape, who + " (parameter)", why);
+  if (std::string why = size_problem(g); !why.empty()) fail(ErrorKind::shape, who + " (gradient)", why);
   if (p.numel() > 0 && (!p.data || !g.data)) fail(ErrorKind::value, who, "null data pointer");
   if (p.shape != g.shape)
     fail(ErrorKind::shape, who,
@@ -77,46 +79,50 @@ void write_step(const TensorRef& b, int64_t t) {
 }
 
 void check_buffer(const BufferSpec& spec, const TensorRef& b, const TensorRef& param, const std::string& who) {
-  const std::string name = "state '" + spec.name + "'";
-  check_size(b, who + " " + name);
+  if (std::string why = size_problem(b); !why.empty()) fail(ErrorKind::shape, who + " state '" + spec.name + "'", why);
+  const auto name_of = [&] { return "state '" + spec.name + "'"; };  // built only for a message
   if (spec.resized && (!b.data || b.numel() == 0)) return;  // absent (or empty): the step creates it
   const bool scalar_ok = spec.shape.empty() && !spec.like_param && (b.dtype == DType::f32 || b.dtype == DType::f64);
   if (b.dtype != spec.dtype && !scalar_ok)
-    fail(ErrorKind::state, who, name + " must be " + dtype_name(spec.dtype) + ", got " + dtype_name(b.dtype));
+    fail(ErrorKind::state, who, name_of() + " must be " + dtype_name(spec.dtype) + ", got " + dtype_name(b.dtype));
   if (spec.resized) {
-    if (!b.contiguous()) fail(ErrorKind::state, who, name + " must be C-contiguous");
+    if (!b.contiguous()) fail(ErrorKind::state, who, name_of() + " must be C-contiguous");
   } else if (b.shape != spec.shape) {
-    fail(ErrorKind::state, who, name + " must have shape " + shape_str(spec.shape) + ", got " + shape_str(b.shape));
+    fail(ErrorKind::state, who, name_of() + " must have shape " + shape_str(spec.shape) + ", got " + shape_str(b.shape));
   } else if (spec.like_param ? !b.same_layout(param) : !b.contiguous()) {
-    fail(ErrorKind::state, who, name + " has strides " + strides_str(b) +
+    fail(ErrorKind::state, who, name_of() + " has strides " + strides_str(b) +
                                     (spec.like_param ? ", the parameter has " + strides_str(param) +
                                                            " (state must share the parameter's layout)"
                                                      : "; it must be C-contiguous"));
   }
-  if (b.numel() > 0 && !b.data) fail(ErrorKind::state, who, name + " has a null data pointer");
+  if (b.numel() > 0 && !b.data) fail(ErrorKind::state, who, name_of() + " has a null data pointer");
 }
 
 // No buffer that is written may share memory with any other buffer of the call.
-void check_no_overlap(const std::vector<Slot>& slots, const std::vector<std::vector<BufferSpec>>& schemas) {
+void check_no_overlap(const std::vector<const Slot*>& slots, const std::vector<const std::vector<BufferSpec>*>& schemas) {
   struct Range {
     uintptr_t lo, hi;
     bool written;
     size_t slot;
-    std::string what;
+    int buffer;  // -2 the parameter, -1 the gradient, k >= 0 state buffer k
+  };
+  const auto what = [&](const Range& x) -> std::string {
+    if (x.buffer == -2) return "the parameter";
+    if (x.buffer == -1) return "the gradient";
+    return "state '" + (*schemas[x.slot])[x.buffer].name + "'";
   };
   std::vector<Range> r;
-  auto add = [&](const TensorRef& t, bool written, size_t i, const std::string& what) {
+  auto add = [&](const TensorRef& t, bool written, size_t i, int buffer) {
     const int64_t bytes = extent_bytes(t);
     if (bytes > 0 && t.data) {
       const auto lo = reinterpret_cast<uintptr_t>(t.data);
-      r.push_back({lo, lo + static_cast<uintptr_t>(bytes), written, i, what});
+      r.push_back({lo, lo + static_cast<uintptr_t>(bytes), written, i, buffer});
     }
   };
   for (size_t i = 0; i < slots.size(); ++i) {
-    add(slots[i].param, true, i, "the parameter");
-    add(slots[i].grad, false, i, "the gradient");
-    for (size_t k = 0; k < slots[i].state.size(); ++k)
-      add(slots[i].state[k], true, i, "state '" + schemas[i][k].name + "'");
+    add(slots[i]->param, true, i, -2);
+    add(slots[i]->grad, false, i, -1);
+    for (size_t k = 0; k < slots[i]->state.size(); ++k) add(slots[i]->state[k], true, i, static_cast<int>(k));
   }
   std::sort(r.begin(), r.end(), [](const Range& a, const Range& b) { return a.lo < b.lo; });
   const Range* any = nullptr;      // the range reaching furthest so far
@@ -126,8 +132,8 @@ void check_no_overlap(const std::vector<Slot>& slots, const std::vector<std::vec
     if (x.written && any && any->hi > x.lo) hit = any;
     if (!x.written && written && written->hi > x.lo) hit = written;
     if (hit)
-      throw Error(ErrorKind::value, "params[" + std::to_string(x.slot) + "]: " + x.what + " shares memory with " +
-                                        hit->what + " of params[" + std::to_string(hit->slot) +
+      throw Error(ErrorKind::value, "params[" + std::to_string(x.slot) + "]: " + what(x) + " shares memory with " +
+                                        what(*hit) + " of params[" + std::to_string(hit->slot) +
                                         "] (aliased buffers: every tensor of a step must be distinct)");
     if (!any || x.hi > any->hi) any = &x;
     if (x.written && (!written || x.hi > written->hi)) written = &x;
@@ -155,16 +161,24 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
   check_isa_setting();
   prepare_threads();
   std::vector<Hyper> hs;
-  std::vector<Slot> all;  // copies for the overlap check
-  std::vector<std::vector<BufferSpec>> schemas;
+  std::vector<const Slot*> all;  // every slot of every group, for the overlap check
+  // Each slot's schema; slots of one group with the same shape and dtype share one.
+  std::deque<std::vector<BufferSpec>> unique;
+  std::vector<const std::vector<BufferSpec>*> schemas;
   size_t i = 0;
   for (Group& g : groups) {
     hs.push_back(complete_hyper(algo, g.hyper));
+    std::map<std::pair<std::vector<int64_t>, DType>, const std::vector<BufferSpec>*> seen;
     for (Slot& s : g.slots) {
       const std::string who = "params[" + std::to_string(i++) + "]";
       check_param_and_grad(s, who);
-      schemas.push_back(state_schema(algo, hs.back(), s.param.shape, s.param.dtype));
-      const auto& schema = schemas.back();
+      const std::vector<BufferSpec>*& cached = seen[{s.param.shape, s.param.dtype}];
+      if (!cached) {
+        unique.push_back(state_schema(algo, hs.back(), s.param.shape, s.param.dtype));
+        cached = &unique.back();
+      }
+      schemas.push_back(cached);
+      const auto& schema = *cached;
       if (s.state.size() != schema.size()) {
         std::string names;
         for (const auto& b : schema) names += (names.empty() ? "" : ", ") + b.name;
@@ -175,7 +189,7 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
       s.t = counted ? read_step(s.state[0], who) + 1 : 0;
       for (size_t k = counted ? 1 : 0; k < schema.size(); ++k) check_buffer(schema[k], s.state[k], s.param, who);
       algo.check_state(hs.back(), s, who);
-      all.push_back(s);
+      all.push_back(&s);
     }
   }
   check_no_overlap(all, schemas);
@@ -186,7 +200,7 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
     algo.step(hs[gi], groups[gi].slots, shifted);
     for (size_t k = 0; k < groups[gi].slots.size(); ++k) {
       Slot& s = groups[gi].slots[k];
-      if (!schemas[base + k].empty() && schemas[base + k][0].name == kStepBuffer) write_step(s.state[0], s.t);
+      if (!schemas[base + k]->empty() && (*schemas[base + k])[0].name == kStepBuffer) write_step(s.state[0], s.t);
     }
     base += groups[gi].slots.size();
   }

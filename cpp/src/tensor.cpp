@@ -40,32 +40,37 @@ int64_t TensorRef::numel() const {
   return n;
 }
 
-void check_size(const TensorRef& t, const std::string& who) {
-  auto bad = [&](const std::string& what) { throw Error(ErrorKind::shape, who + ": " + what); };
+std::string size_problem(const TensorRef& t) {
   for (int64_t s : t.shape)
-    if (s < 0) bad("negative extent in shape " + shape_str(t.shape));
+    if (s < 0) return "negative extent in shape " + shape_str(t.shape);
   if (!t.strides.empty()) {
-    if (t.strides.size() != t.shape.size()) bad("strides and shape differ in length");
+    if (t.strides.size() != t.shape.size()) return "strides and shape differ in length";
     for (int64_t st : t.strides)
-      if (st < 0) bad("negative stride");
+      if (st < 0) return "negative stride";
   }
   for (int64_t s : t.shape)
-    if (s == 0) return;  // an empty tensor, however large its other extents: nothing is addressed
+    if (s == 0) return {};  // an empty tensor, however large its other extents: nothing is addressed
   int64_t n = 1;
   for (int64_t s : t.shape)
-    if (!mul_size(n, s, &n)) bad("shape " + shape_str(t.shape) + " has more elements than int64 can count");
+    if (!mul_size(n, s, &n)) return "shape " + shape_str(t.shape) + " has more elements than int64 can count";
   // Byte extent: (sum (extent - 1) * stride + 1) * element size, every step checked.
   int64_t last = 0;
   for (size_t i = 0; i < t.shape.size(); ++i) {
     int64_t span;
     if (!mul_size(t.shape[i] - 1, t.stride(i), &span) || !add_size(last, span, &last))
-      bad("shape " + shape_str(t.shape) + " with its strides spans more than int64 can count");
+      return "shape " + shape_str(t.shape) + " with its strides spans more than int64 can count";
   }
   int64_t bytes;
   if (!add_size(last, 1, &bytes) || !mul_size(bytes, dtype_size(t.dtype), &bytes))
-    bad("shape " + shape_str(t.shape) + " spans more bytes than int64 can count");
+    return "shape " + shape_str(t.shape) + " spans more bytes than int64 can count";
   const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data);
-  if (t.data && lo + static_cast<uintptr_t>(bytes) < lo) bad("buffer wraps around the address space");
+  if (t.data && lo + static_cast<uintptr_t>(bytes) < lo) return "buffer wraps around the address space";
+  return {};
+}
+
+void check_size(const TensorRef& t, const std::string& who) {
+  std::string why = size_problem(t);
+  if (!why.empty()) throw Error(ErrorKind::shape, who + ": " + why);
 }
 
 std::string shape_str(const std::vector<int64_t>& shape) {

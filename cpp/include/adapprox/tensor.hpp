@@ -49,6 +49,8 @@ int64_t extent_bytes(const TensorRef& t);
 // address range all representable (no int64 or pointer wrap-around). Throws Error(shape) naming
 // `who` and the shape.
 void check_size(const TensorRef& t, const std::string& who);
+// The same checks without throwing: what is wrong, or "" (no allocation when all is well).
+std::string size_problem(const TensorRef& t);
 
 // a * b and a + b for sizes >= 0; false when the result overflows int64.
 inline bool mul_size(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
