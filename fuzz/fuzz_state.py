@@ -58,7 +58,7 @@ def step_in_python(name: str, states: list, data: bytes) -> None:
     if name not in FRONTS or len(states) > MAX_PARAMS:
         return
     shapes = [(2,) if st is None else tuple(st[0]) for st in states]  # st: (shape, step, {name: array})
-    if any(math.prod(s) > MAX_NUMEL for s in shapes):
+    if any(math.prod(d for d in s if d) > MAX_NUMEL for s in shapes):  # zero extents beside huge ones too
         return
     f64 = [st is not None and any(a.dtype == np.float64 for a in st[2].values()) for st in states]
     params = [np.full(s, 0.5, np.float64 if w else np.float32) for s, w in zip(shapes, f64)]

@@ -99,12 +99,17 @@ class Reader {
       d = num<int64_t>();
       if (d < 0) bad("negative extent in a shape");
     }
+    // The product of the non-zero extents must fit too: a saved shape such as (0, 2^62, 4) holds
+    // nothing, but no front could make a parameter of it.
     int64_t total = 1;
-    for (int64_t d : s)
-      if (!mul_size(total, d, &total)) bad("shape " + shape_str(s) + " has more elements than int64 can count");
+    bool empty = false;
+    for (int64_t d : s) {
+      empty = empty || d == 0;
+      if (d != 0 && !mul_size(total, d, &total)) bad("shape " + shape_str(s) + " has more elements than int64 can count");
+    }
     int64_t bytes;
     if (!mul_size(total, 16, &bytes)) bad("shape " + shape_str(s) + " is too large");
-    *numel = total;
+    *numel = empty ? 0 : total;
     return s;
   }
   size_t pos() const { return pos_; }
