@@ -43,6 +43,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "adapprox/interrupt.hpp"
 #include "adapprox/thread_pool.hpp"
 #include "adapprox/tuning.hpp"
 #include "algorithms.hpp"
@@ -516,13 +517,20 @@ class Adafactor final : public Algorithm {
     // Large parameters one after another, each with every thread; the rest side by side.
     std::vector<Slot*> small;
     for (Slot& s : slots) {
-      if (s.param.numel() >= tuning::kBigParamNumel)
+      if (s.param.numel() >= tuning::kBigParamNumel) {
+        check_interrupt();
         step_one(s, h, eps1);
-      else
+        s.done = true;
+      } else {
         small.push_back(&s);
+      }
     }
     parallel_chunks(static_cast<int64_t>(small.size()), 1, [&](int, int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) step_one(*small[i], h, eps1);
+      for (int64_t i = b; i < e; ++i) {
+        check_interrupt();
+        step_one(*small[i], h, eps1);
+        small[i]->done = true;
+      }
     });
   }
 };

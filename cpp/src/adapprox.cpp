@@ -1,5 +1,6 @@
 // Adapprox (the math: adapprox.hpp) as the registry entry "adapprox".
 #include "adapprox/adapprox.hpp"
+#include "adapprox/interrupt.hpp"
 #include "adapprox/tuning.hpp"
 
 #include <climits>
@@ -429,13 +430,20 @@ class Adapprox final : public Algorithm {
     // Big matrices one after another, each with every thread; the rest side by side.
     std::vector<size_t> small;
     for (size_t i = 0; i < slots.size(); ++i) {
-      if (slots[i].param.numel() >= tuning::kBigParamNumel)
+      if (slots[i].param.numel() >= tuning::kBigParamNumel) {
+        check_interrupt();
         step_one(slots[i], i, h, alloc);
-      else
+        slots[i].done = true;
+      } else {
         small.push_back(i);
+      }
     }
     parallel_chunks(static_cast<int64_t>(small.size()), 1, [&](int, int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) step_one(slots[small[i]], small[i], h, alloc);
+      for (int64_t i = b; i < e; ++i) {
+        check_interrupt();
+        step_one(slots[small[i]], small[i], h, alloc);
+        slots[small[i]].done = true;
+      }
     });
   }
 };

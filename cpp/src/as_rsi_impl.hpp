@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "adapprox/as_rsi.hpp"
+#include "adapprox/interrupt.hpp"
 #include "adapprox/random.hpp"
 #include "adapprox/tensor.hpp"
 #include "adapprox/thread_pool.hpp"
@@ -131,6 +132,7 @@ RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt) {
   double frob_sq = -1;
   RsiResult<T> out;
   for (uint64_t attempt = 0;; ++attempt) {
+    check_interrupt();
     const int w = static_cast<int>(std::min<int64_t>(full, int64_t(k) + opt.oversample));
     const uint64_t key = sketch_key(opt.seed, opt.step, opt.stream, attempt);
     Mat<T> omega(n, w);
@@ -143,6 +145,7 @@ RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt) {
     if (frob_sq < 0) frob_sq = op.frob_sq();
     orthonormalise(y);
     for (int it = 0; it < opt.power_iters; ++it) {
+      check_interrupt();  // AS-RSI writes nothing but its own result
       op.apply_t(y, z);
       orthonormalise(z);
       op.apply(z, y);

@@ -10,6 +10,12 @@
 
 struct adx_optimizer {
   std::unique_ptr<adapprox::Optimizer> impl;
+  int (*poll)(void*) = nullptr;  // adx_set_interrupt's callback and its context
+  void* poll_ctx = nullptr;
+  static bool ask(void* self) {
+    auto* o = static_cast<adx_optimizer*>(self);
+    return o->poll && o->poll(o->poll_ctx) != 0;
+  }
 };
 
 namespace {
@@ -33,6 +39,7 @@ adx_status status_of(ErrorKind k) {
     case ErrorKind::state: return ADX_ERR_STATE;
     case ErrorKind::spec: return ADX_ERR_SPEC;
     case ErrorKind::shape: return ADX_ERR_SHAPE;
+    case ErrorKind::interrupted: return ADX_ERR_INTERRUPTED;
   }
   return ADX_ERR_INTERNAL;
 }
@@ -137,6 +144,15 @@ adx_status adx_step(adx_optimizer* opt, const adx_DLTensor* params, const adx_DL
       g[i] = view_of(grads[i], "grads[" + std::to_string(i) + "]");
     }
     opt->impl->step(p, g, lr);
+  });
+}
+
+adx_status adx_set_interrupt(adx_optimizer* opt, int (*poll)(void* ctx), void* ctx) {
+  if (!opt) return fail(ADX_ERR_NULL, "opt is NULL");
+  return guarded([&] {
+    opt->poll = poll;
+    opt->poll_ctx = ctx;
+    opt->impl->set_interrupt(poll ? &adx_optimizer::ask : nullptr, opt);
   });
 }
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "adapprox/registry.hpp"
+#include "adapprox/interrupt.hpp"
 #include "adapprox/thread_pool.hpp"
 
 namespace adapprox::gram {
@@ -79,8 +80,11 @@ void step_one(Slot& s, const GramHyper& h, Direction&& direction) {
 template <class Direction>
 void run(std::vector<Slot>& slots, const GramHyper& h, Direction direction) {
   parallel_chunks(static_cast<int64_t>(slots.size()), 1, [&](int, int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
+    for (int64_t i = b; i < e; ++i) {
+      check_interrupt();
       step_one(slots[i], h, [&](const double* g, double* d) { direction(slots[i], static_cast<size_t>(i), g, d); });
+      slots[i].done = true;
+    }
   });
 }
 

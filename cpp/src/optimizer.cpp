@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "adapprox/owned_buffer.hpp"
 #include "adapprox/registry.hpp"
@@ -125,16 +126,33 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
     for (auto& b : st->buffers) slots[i].state.push_back(b ? b->ref() : absent_buffer());
   }
   CollectingAllocator alloc;
-  adapprox::step(algo_, h, slots, alloc);
+  bool stopped = false;
+  {
+    std::optional<InterruptScope> scope;  // else a scope of the caller's, if any, applies
+    if (interrupt_poll_) scope.emplace(interrupt_poll_, interrupt_ctx_);
+    try {
+      adapprox::step(algo_, h, slots, alloc);
+    } catch (const Interrupted&) {
+      stopped = true;  // keep what the parameters stepped in full made, then report
+    }
+  }
   states_.resize(params.size());
   shapes_.resize(params.size());
   param_bytes_.resize(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
-    if (fresh[i]) states_[i] = std::move(fresh[i]);
+    if (fresh[i] && slots[i].done) states_[i] = std::move(fresh[i]);
     shapes_[i] = params[i].shape;
     param_bytes_[i] = dtype_size(params[i].dtype);
   }
-  for (auto& item : alloc.take()) states_[item.slot]->buffers[item.buffer] = std::move(item.buf);
+  for (auto& item : alloc.take())
+    if (slots[item.slot].done) states_[item.slot]->buffers[item.buffer] = std::move(item.buf);
+  if (stopped) throw Interrupted();
+}
+
+void Optimizer::set_interrupt(InterruptPoll poll, void* ctx) {
+  std::lock_guard<std::mutex> hold(mu_);
+  interrupt_poll_ = poll;
+  interrupt_ctx_ = ctx;
 }
 
 MemoryReport Optimizer::memory() const {

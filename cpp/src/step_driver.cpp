@@ -6,6 +6,7 @@
 #include <map>
 #include <sstream>
 
+#include "adapprox/interrupt.hpp"
 #include "adapprox/isa.hpp"
 #include "adapprox/registry.hpp"
 #include "adapprox/thread_pool.hpp"
@@ -194,14 +195,27 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
   }
   check_no_overlap(all, schemas);
   // 2. Step, group by group; allocations are numbered by the slot's position over all groups.
+  //    An interrupt (interrupt.hpp) stops between parameters: the step counters of the slots
+  //    stepped in full advance, the rest stay as they were.
   size_t base = 0;
+  for (Group& g : groups)
+    for (Slot& s : g.slots) s.done = false;
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     OffsetAllocator shifted(alloc, base);
-    algo.step(hs[gi], groups[gi].slots, shifted);
+    bool stopped = false;
+    try {
+      check_interrupt();
+      algo.step(hs[gi], groups[gi].slots, shifted);
+      for (Slot& s : groups[gi].slots) s.done = true;
+    } catch (const Interrupted&) {
+      stopped = true;
+    }
     for (size_t k = 0; k < groups[gi].slots.size(); ++k) {
       Slot& s = groups[gi].slots[k];
-      if (!schemas[base + k]->empty() && (*schemas[base + k])[0].name == kStepBuffer) write_step(s.state[0], s.t);
+      if (s.done && !schemas[base + k]->empty() && (*schemas[base + k])[0].name == kStepBuffer)
+        write_step(s.state[0], s.t);
     }
+    if (stopped) throw Interrupted();
     base += groups[gi].slots.size();
   }
 }

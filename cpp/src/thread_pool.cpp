@@ -1,5 +1,6 @@
 #include "adapprox/thread_pool.hpp"
 
+#include "adapprox/interrupt.hpp"
 #include "adapprox/tensor.hpp"
 #include "adapprox/tuning.hpp"
 
@@ -22,6 +23,7 @@ thread_local bool t_inside_pool_task = false;
 
 struct Job {
   const std::function<void(int, int64_t, int64_t)>* fn = nullptr;
+  InterruptScope* scope = nullptr;  // the caller's: workers stop when the caller's step does
   int64_t n = 0;
   int chunks = 0;
   std::atomic<int> next{0};
@@ -39,6 +41,8 @@ struct Job {
       const int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
       const bool was_inside = t_inside_pool_task;
       t_inside_pool_task = true;
+      InterruptScope* const outer_scope = detail::current_interrupt_scope();
+      detail::set_current_interrupt_scope(scope);
       try {
         (*fn)(c, begin, end);
       } catch (...) {
@@ -46,6 +50,7 @@ struct Job {
         if (!error) error = std::current_exception();
       }
       t_inside_pool_task = was_inside;
+      detail::set_current_interrupt_scope(outer_scope);
       if (done.fetch_add(1) + 1 == chunks) {
         std::lock_guard<std::mutex> lk(done_mu);
         done_cv.notify_all();
@@ -223,6 +228,7 @@ void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int, int
   }
   auto job = std::make_shared<Job>();
   job->fn = &fn;
+  job->scope = detail::current_interrupt_scope();
   job->n = n;
   job->chunks = chunks;
   g_pool->run(job);

@@ -5,9 +5,11 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <optional>
 
 #include "adapprox/adapprox.hpp"
 #include "adapprox/full_matrix_adagrad.hpp"
+#include "adapprox/interrupt.hpp"
 #include "adapprox/owned_buffer.hpp"
 #include "adapprox/registry.hpp"
 #include "binders.hpp"
@@ -64,17 +66,36 @@ py::capsule export_buffer(std::unique_ptr<OwnedBuffer> buf) {
   });
 }
 
-// step(name, groups) -> [(slot, buffer, capsule)]: one driver call for every group, each
+// A signal that arrived while a step ran without the GIL: polled between units of work
+// (interrupt.hpp), its Python handler runs then; the exception it raises (KeyboardInterrupt for
+// Ctrl-C) stops the step and is handed to the front, which raises it once it has kept the
+// parameters stepped in full.
+class PendingSignal {
+ public:
+  static bool poll(void* self) {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() == 0) return false;
+    static_cast<PendingSignal*>(self)->error_ = py::error_already_set();
+    return true;
+  }
+  py::object take() { return error_ ? error_->value() : py::object(py::none()); }
+
+ private:
+  std::optional<py::error_already_set> error_;
+};
+
+// step(name, groups) -> (replaced, stopped): one driver call for every group, each
 // (hyper, params, grads, states, fresh, indices); states[i] lists params[i]'s buffers in schema
-// order (None for an absent factor). Slots are numbered across groups. Returns the buffers the
-// step replaced.
-py::list step_py(const std::string& name, const py::list& groups_in) {
+// order (None for an absent factor). Slots are numbered across groups. `replaced` lists the
+// buffers the step replaced, (slot, buffer, capsule); `stopped` is None, or (done, exception)
+// when a signal stopped the step: done[slot] says which parameters were stepped in full.
+py::tuple step_py(const std::string& name, const py::list& groups_in) {
   const Algorithm& algo = find_algorithm(name);
   std::vector<py_dlpack::Imported> held;
   size_t tensors = 0;  // room for every import up front: Imported is moved, never copied
   for (auto gobj : groups_in) {
     const auto g = gobj.cast<py::tuple>();
-    if (g.size() == 6) tensors += 2 * py::len(g[1]) + 8 * py::len(g[1]);
+    if (g.size() == 6) tensors += 10 * py::len(g[1]);  // parameter, gradient, at most 8 state buffers
   }
   held.reserve(tensors);
   std::vector<Group> groups;
@@ -110,14 +131,25 @@ py::list step_py(const std::string& name, const py::list& groups_in) {
     groups.push_back(std::move(group));
   }
   CollectingAllocator alloc;
+  PendingSignal signal;
+  bool stopped = false;
   {
     py::gil_scoped_release nogil;
-    step_groups(algo, groups, alloc);
+    InterruptScope scope(&PendingSignal::poll, &signal);
+    try {
+      step_groups(algo, groups, alloc);
+    } catch (const Interrupted&) {
+      stopped = true;
+    }
   }
-  py::list out;
+  std::vector<bool> done;
+  for (const Group& g : groups)
+    for (const Slot& s : g.slots) done.push_back(s.done);
+  py::list replaced;
   for (auto& item : alloc.take())
-    out.append(py::make_tuple(item.slot, item.buffer, export_buffer(std::move(item.buf))));
-  return out;
+    if (done[item.slot]) replaced.append(py::make_tuple(item.slot, item.buffer, export_buffer(std::move(item.buf))));
+  if (!stopped) return py::make_tuple(replaced, py::none());
+  return py::make_tuple(replaced, py::make_tuple(py::cast(done), signal.take()));
 }
 
 py::list schema_py(const std::string& name, const py::dict& hyper, const std::vector<int64_t>& shape,

@@ -66,7 +66,8 @@ typedef enum {
   ADX_ERR_DEVICE = 6,      /* not a CPU tensor */
   ADX_ERR_STATE = 7,       /* truncated, corrupt or mismatched state buffer */
   ADX_ERR_BUFFER_SIZE = 8, /* caller's buffer is too small (the needed size is returned) */
-  ADX_ERR_INTERNAL = 9     /* out of memory or an unexpected failure */
+  ADX_ERR_INTERNAL = 9,    /* out of memory or an unexpected failure */
+  ADX_ERR_INTERRUPTED = 10 /* the interrupt callback asked to stop (adx_set_interrupt) */
 } adx_status;
 
 typedef struct adx_optimizer adx_optimizer;
@@ -92,6 +93,12 @@ adx_status adx_spec_keys(const char* name, char* buf, size_t capacity, size_t* n
  * parameters (count, shapes, dtypes) must stay the same from step to step. */
 adx_status adx_step(adx_optimizer* opt, const adx_DLTensor* params, const adx_DLTensor* grads, size_t count,
                     double lr);
+
+/* A stop request for long steps (a SIGINT handler's flag, a deadline): `poll(ctx)` is called on
+ * the thread running adx_step, at most every 20 ms, between units of work; nonzero stops the step
+ * with ADX_ERR_INTERRUPTED. A stopped step is atomic per parameter: each is either stepped in full
+ * (its state and step count advanced) or untouched. poll = NULL removes it. */
+adx_status adx_set_interrupt(adx_optimizer* opt, int (*poll)(void* ctx), void* ctx);
 
 /* State as bytes: a versioned, little-endian, checksummed format, the same that Python's
  * save_native_state()/load_native_state() read and write. adx_state_save writes *written bytes

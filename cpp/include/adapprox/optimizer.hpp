@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "adapprox/interrupt.hpp"
 #include "adapprox/tensor.hpp"
 
 namespace adapprox {
@@ -75,7 +76,12 @@ class Optimizer {
 
   // Updates params in place. lr >= 0 overrides the learning rate for this step. All inputs
   // are validated before anything is written.
+  // A step stopped through set_interrupt throws Interrupted: each parameter is then either
+  // stepped in full (state kept) or untouched.
   void step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr = -1);
+  // The host's stop request for the following steps (interrupt.hpp), polled on the stepping
+  // thread; nullptr: none. Steps also honour an InterruptScope of the calling thread.
+  void set_interrupt(InterruptPoll poll, void* ctx);
 
   std::vector<unsigned char> save() const;
   // Replaces the state and the hyperparameters with saved ones of the same optimizer; checked
@@ -95,6 +101,8 @@ class Optimizer {
   std::vector<std::unique_ptr<ParamState>> states_;  // null: never stepped
   std::vector<std::vector<int64_t>> shapes_;         // of the parameters seen so far
   std::vector<int> param_bytes_;
+  InterruptPoll interrupt_poll_ = nullptr;
+  void* interrupt_ctx_ = nullptr;
 };
 
 }  // namespace adapprox

@@ -55,6 +55,7 @@ struct Slot {
   uint64_t index = 0;            // stable parameter index (part of random keys)
   bool fresh = false;            // the front created every state buffer for this step (first step)
   int64_t t = 0;                 // this step's count (stored step + 1; 0 without a counter), set by the driver
+  bool done = false;             // stepped in full (set by algorithms that can stop between parameters)
 };
 
 // New buffers for `resized` state. The front owns what it hands out; a buffer it returns is

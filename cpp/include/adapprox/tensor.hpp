@@ -28,7 +28,7 @@ struct TensorRef {
 };
 
 // Kinds of rejected input, so bindings can map them to their own exception types.
-enum class ErrorKind { value, type, device, state, spec, shape };
+enum class ErrorKind { value, type, device, state, spec, shape, interrupted };
 
 class Error : public std::runtime_error {
  public:

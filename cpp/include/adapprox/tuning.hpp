@@ -46,6 +46,8 @@ constexpr int64_t kQrBlockRows = 8192;
 // sketch columns per refresh, so a step's time is bounded by the shapes.
 constexpr int kMaxPowerIters = 32;
 constexpr int kMaxOversample = 1024;
+// A long step asks its host whether to stop (Ctrl-C) at most this often, in milliseconds.
+constexpr int kInterruptPollMs = 20;
 // Threads of the pool (ADAPPROX_NUM_THREADS, set_num_threads).
 constexpr int kMaxThreads = 1024;
 

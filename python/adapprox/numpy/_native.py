@@ -105,7 +105,7 @@ class NativeOptimizer:
         if not plist:
             return
         try:
-            replaced = _core.step(self.algorithm, [(hyper, plist, glist, slist, fresh, idx)])
+            replaced, stopped = _core.step(self.algorithm, [(hyper, plist, glist, slist, fresh, idx)])
         except (ValueError, TypeError) as e:
             # The core names positions within this call; map them back to the caller's indices.
             msg = str(e)
@@ -113,12 +113,17 @@ class NativeOptimizer:
                 msg = msg.replace(f"params[{pos}]", f"params[{idx[pos]}]").replace(f"grads[{pos}]",
                                                                                   f"grads[{idx[pos]}]")
             raise type(e)(msg) from None
-        for i, schema, st, is_new in owners:
-            if is_new:
+        # A signal (Ctrl-C) may stop the step between parameters: those stepped in full keep
+        # their new state, the others are untouched; then its exception is raised.
+        done = stopped[0] if stopped else None
+        for slot, (i, schema, st, is_new) in enumerate(owners):
+            if is_new and (done is None or done[slot]):
                 self.state[i] = st
         for slot, k, capsule in replaced:
             i, schema = owners[slot][0], owners[slot][1]
             self.state[i][schema[k]["name"]] = np.from_dlpack(_Capsule(capsule))
+        if stopped:
+            raise stopped[1]
 
     @serialised
     def state_dict(self):

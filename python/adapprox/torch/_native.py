@@ -182,9 +182,12 @@ class NativeOptimizer(torch.optim.Optimizer):
                 groups.append((hyper, params, grads, states, fresh, indices))
         if not groups:
             return loss
-        replaced = _core.step(self.algorithm, groups)
-        for p, schema, tensors, write_back in owners:
-            if not write_back:
+        replaced, stopped = _core.step(self.algorithm, groups)
+        # A signal (Ctrl-C) may stop the step between parameters: those stepped in full keep
+        # their new state, the others are untouched; then its exception is raised.
+        done = stopped[0] if stopped else None
+        for slot, (p, schema, tensors, write_back) in enumerate(owners):
+            if not write_back or (done is not None and not done[slot]):
                 continue
             for spec, t in zip(schema, tensors):
                 if t is not None:  # a schema without buffers (SGD without momentum) leaves no entry
@@ -192,6 +195,8 @@ class NativeOptimizer(torch.optim.Optimizer):
         for slot, k, capsule in replaced:
             p, schema = owners[slot][0], owners[slot][1]
             state[p][schema[k]["name"]] = from_dlpack(capsule)
+        if stopped:
+            raise stopped[1]
         return loss
 
     def _refuse_foreign(self, gi, index, st, names):
