@@ -137,7 +137,7 @@ double machine_eps(DType t) {
 
 // Sums run over kLanes independent double accumulators, combined in a fixed order at the end:
 // the loops vectorise, and the result is the same for every instruction set (adapprox/isa.hpp).
-constexpr int kLanes = tuning::kReductionLanes;
+constexpr int kLanes = tuning::kDoubleReductionLanes;
 static_assert(kLanes == 8, "lanes_total adds eight lanes");
 inline double lanes_total(const double* a) {
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));

@@ -56,9 +56,6 @@ void run_range(const ElementwiseAlgorithm& algo, const Hyper& h, const Elementwi
 
 // Every slot's update in one parallel job: the parameters are laid end to end and the
 // concatenated range is cut into chunks, so small tensors share chunks and large ones are
-// split; each element's update is independent of the cut, so results are too.
-// Every slot's update in one parallel job: the parameters are laid end to end and the
-// concatenated range is cut into chunks, so small tensors share chunks and large ones are
 // split; each element's update is independent of the cut, so results are too. A dense layout
 // is walked in memory order: gradient and state share the parameter's strides.
 void run_all(const ElementwiseAlgorithm& algo, const Hyper& h, std::vector<Slot>& slots,

@@ -10,7 +10,7 @@
 namespace adapprox::kernels {
 namespace impl {
 
-constexpr int kLanes = tuning::kReductionLanes;
+constexpr int kLanes = tuning::kFloatReductionLanes;
 
 // A zero denominator happens only where g = 0 (b2 < 1), so g / safe(d) is then exactly 0. NaN
 // passes through (a non-finite gradient must show in the parameter, never only in the factors).
