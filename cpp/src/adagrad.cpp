@@ -7,33 +7,19 @@
 #include <cmath>
 
 #include "elementwise_kernel.hpp"
+#include "math/adagrad.hpp"
 #include "algorithms.hpp"
 
 namespace adapprox::algorithms {
 namespace {
 
-template <class T>
-void adagrad_loop(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g,
-                                         T* const* bufs) {
-  const double wd_d = h.at("weight_decay");
-  const double clr = h.at("lr") / (1 + double(st.step - 1) * h.at("lr_decay"));
-  const T neg_clr = T(-clr), wd = T(wd_d), eps = T(h.at("eps"));
-  const bool maximize = flag(h, "maximize"), decay = wd_d != 0;
-  T* sum = bufs[0];
-  for (int64_t i = 0; i < n; ++i) {
-    T gi = maximize ? -g[i] : g[i];
-    if (decay) gi = fmadd(wd, p[i], gi);                  // grad.add(param, alpha=wd)
-    const T s = fmadd(gi, gi, sum[i]);      // state_sum.addcmul_(g, g, value=1)
-    sum[i] = s;
-    const T std_ = std::sqrt(s) + eps;                           // state_sum.sqrt().add_(eps)
-    p[i] = p[i] + neg_clr * gi / std_;                           // param.addcdiv_(g, std, value=-clr)
-  }
-}
-
 struct AdagradKernel {
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
-    adagrad_loop(h, st, n, p, g, bufs);
+    const auto c = math::adagrad_coef<T>(h.at("lr"), h.at("lr_decay"), h.at("eps"), h.at("weight_decay"),
+                                         flag(h, "maximize"), static_cast<double>(st.step));
+    T* sum = bufs[0];
+    for (int64_t i = 0; i < n; ++i) math::adagrad_element(c, p[i], g[i], sum[i]);
   }
 };
 

@@ -6,82 +6,47 @@
 //   amsgrad:           v_max <- max(v_max, v), used in place of v below
 //   p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 // Scalars are formed in double (as torch does in Python) and rounded once to the math type; the
-// elementwise operations follow torch's order so float32 results track torch closely.
+// elementwise operations follow torch's order so float32 results track torch closely. The
+// per-element math is math/adam.hpp, shared with the CUDA kernel.
 // "adam" takes decoupled_weight_decay as an option (torch 2.13's Adam does too); "adamw" always
 // decouples and defaults weight_decay to 1e-2.
 #include <cmath>
 
 #include "elementwise_kernel.hpp"
+#include "math/adam.hpp"
 #include "algorithms.hpp"
 
 namespace adapprox::algorithms {
 namespace {
 
-enum WeightDecay { kNone = 0, kL2 = 1, kDecoupled = 2 };
-
-template <class T>
-struct AdamScalars {
-  T sign, wd, decay, w1, w1c, b2, omb2, bc2_sqrt, eps, neg_step;
-  bool small_weight;  // torch's lerp: weight < 0.5 -> m + w (g - m), else g - (g - m)(1 - w)
-};
+using math::kDecoupled;
+using math::kL2;
+using math::kNoDecay;
 
 template <class T, bool Ams, int Wd>
-void adam_loop(const AdamScalars<T>& c, int64_t n, T* p, const T* g, T* m, T* v, T* vmax) {
-  for (int64_t i = 0; i < n; ++i) {
-    T gi = c.sign * g[i];
-    T pi = p[i];
-    if (Wd == kDecoupled) pi = pi * c.decay;
-    if (Wd == kL2) gi = gi + c.wd * pi;
-    const T mi = c.small_weight ? m[i] + c.w1 * (gi - m[i]) : gi - (gi - m[i]) * c.w1c;
-    m[i] = mi;
-    T vi = v[i] * c.b2;
-    vi = vi + c.omb2 * gi * gi;
-    v[i] = vi;
-    T den;
-    if (Ams) {
-      const T a = vmax[i];
-      const T mx = (a > vi || a != a) ? a : vi;  // torch.maximum: NaN propagates
-      vmax[i] = mx;
-      den = std::sqrt(mx) / c.bc2_sqrt + c.eps;
-    } else {
-      den = std::sqrt(vi) / c.bc2_sqrt + c.eps;
-    }
-    p[i] = pi + c.neg_step * mi / den;
-  }
+void adam_loop(const math::AdamCoef<T>& c, int64_t n, T* p, const T* g, T* m, T* v, T* vmax) {
+  for (int64_t i = 0; i < n; ++i) math::adam_element<T, Ams, Wd>(c, p[i], g[i], m[i], v[i], Ams ? vmax + i : nullptr);
 }
 
 template <bool AlwaysDecoupled>
 struct AdamKernel {
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
-    const double lr = h.at("lr"), b1 = h.at("beta1"), b2 = h.at("beta2"), wd = h.at("weight_decay");
-    const double step = static_cast<double>(st.step);
+    const double wd = h.at("weight_decay");
     const bool decoupled = AlwaysDecoupled || flag(h, "decoupled_weight_decay");
     const bool ams = flag(h, "amsgrad");
-    const double bc1 = 1 - std::pow(b1, step);
-    const double bc2 = 1 - std::pow(b2, step);
-    AdamScalars<T> c;
-    c.sign = flag(h, "maximize") ? T(-1) : T(1);
-    c.wd = T(wd);
-    c.decay = T(1 - lr * wd);
-    c.w1 = T(1 - b1);
-    c.w1c = T(1) - c.w1;
-    c.small_weight = std::abs(c.w1) < T(0.5);
-    c.b2 = T(b2);
-    c.omb2 = T(1 - b2);
-    c.bc2_sqrt = T(std::pow(bc2, 0.5));
-    c.eps = T(h.at("eps"));
-    c.neg_step = T(-(lr / bc1));
+    const auto c = math::adam_coef<T>(h.at("lr"), h.at("beta1"), h.at("beta2"), h.at("eps"), wd, flag(h, "maximize"),
+                                      static_cast<double>(st.step));
     T* m = bufs[0];
     T* v = bufs[1];
     T* vmax = ams ? bufs[2] : nullptr;
-    const int mode = wd == 0 ? kNone : decoupled ? kDecoupled : kL2;
+    const int mode = wd == 0 ? kNoDecay : decoupled ? kDecoupled : kL2;
     if (ams) {
-      if (mode == kNone) adam_loop<T, true, kNone>(c, n, p, g, m, v, vmax);
+      if (mode == kNoDecay) adam_loop<T, true, kNoDecay>(c, n, p, g, m, v, vmax);
       else if (mode == kL2) adam_loop<T, true, kL2>(c, n, p, g, m, v, vmax);
       else adam_loop<T, true, kDecoupled>(c, n, p, g, m, v, vmax);
     } else {
-      if (mode == kNone) adam_loop<T, false, kNone>(c, n, p, g, m, v, vmax);
+      if (mode == kNoDecay) adam_loop<T, false, kNoDecay>(c, n, p, g, m, v, vmax);
       else if (mode == kL2) adam_loop<T, false, kL2>(c, n, p, g, m, v, vmax);
       else adam_loop<T, false, kDecoupled>(c, n, p, g, m, v, vmax);
     }

@@ -31,12 +31,4 @@ inline void with_best_isa(const F& f) {
   f();
 }
 
-// a * b + c rounded once: written exactly where torch's vectorised CPU kernels fuse (add with
-// alpha, addcmul, lerp), so float32 matches torch.optim bit for bit on AVX2/AVX-512 CPUs, and
-// fused on every path, so every instruction set rounds alike.
-template <class T>
-inline T fmadd(T a, T b, T c) {
-  return std::fma(a, b, c);
-}
-
 }  // namespace adapprox

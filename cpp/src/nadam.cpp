@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "elementwise_kernel.hpp"
+#include "math/nadam.hpp"
 #include "algorithms.hpp"
 
 namespace adapprox::algorithms {
@@ -22,57 +23,23 @@ double nadam_mu(const Hyper& h, double step) {
   return h.at("beta1") * (1.0 - 0.5 * std::pow(0.96, step * h.at("momentum_decay")));
 }
 
-enum WeightDecay { kNone = 0, kL2 = 1, kDecoupled = 2 };
-
-template <class T>
-struct NadamScalars {
-  T sign, wd, decay, w1, w1c, b2, omb2, bc2, eps, coef_g, coef_m;
-  bool small_weight;
-};
-
 template <class T, int Wd>
-void nadam_loop(const NadamScalars<T>& c, int64_t n, T* p, const T* g, T* m, T* v) {
-  for (int64_t i = 0; i < n; ++i) {
-    T gi = c.sign * g[i];
-    T pi = p[i];
-    if (Wd == kDecoupled) pi = pi * c.decay;
-    if (Wd == kL2) gi = gi + c.wd * pi;
-    const T mi = c.small_weight ? m[i] + c.w1 * (gi - m[i]) : gi - (gi - m[i]) * c.w1c;
-    m[i] = mi;
-    T vi = v[i] * c.b2;
-    vi = vi + c.omb2 * gi * gi;
-    v[i] = vi;
-    const T den = std::sqrt(vi / c.bc2) + c.eps;
-    pi = pi + c.coef_g * gi / den;
-    p[i] = pi + c.coef_m * mi / den;
-  }
+void nadam_loop(const math::NadamCoef<T>& c, int64_t n, T* p, const T* g, T* m, T* v) {
+  for (int64_t i = 0; i < n; ++i) math::nadam_element<T, Wd>(c, p[i], g[i], m[i], v[i]);
 }
 
 struct NadamKernel {
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
-    const double lr = h.at("lr"), b1 = h.at("beta1"), b2 = h.at("beta2"), wd = h.at("weight_decay");
+    const double wd = h.at("weight_decay");
     const double step = static_cast<double>(st.step);
-    const double mu = nadam_mu(h, step), mu_next = nadam_mu(h, step + 1);
-    const double mu_product = st.scalars.at("mu_product");  // already includes mu_t (begin_step)
-    const double mu_product_next = mu_product * mu_next;
-    NadamScalars<T> c;
-    c.sign = flag(h, "maximize") ? T(-1) : T(1);
-    c.wd = T(wd);
-    c.decay = T(1 - lr * wd);
-    c.w1 = T(1 - b1);
-    c.w1c = T(1) - c.w1;
-    c.small_weight = std::abs(c.w1) < T(0.5);
-    c.b2 = T(b2);
-    c.omb2 = T(1 - b2);
-    c.bc2 = T(1 - std::pow(b2, step));
-    c.eps = T(h.at("eps"));
-    c.coef_g = T(-lr * (1.0 - mu) / (1.0 - mu_product));
-    c.coef_m = T((-lr * mu_next) / (1.0 - mu_product_next));
-    const int mode = wd == 0 ? kNone : flag(h, "decoupled_weight_decay") ? kDecoupled : kL2;
-    if (mode == kNone) nadam_loop<T, kNone>(c, n, p, g, bufs[0], bufs[1]);
-    else if (mode == kL2) nadam_loop<T, kL2>(c, n, p, g, bufs[0], bufs[1]);
-    else nadam_loop<T, kDecoupled>(c, n, p, g, bufs[0], bufs[1]);
+    // mu_product already includes mu_t (begin_step)
+    const auto c = math::nadam_coef<T>(h.at("lr"), h.at("beta1"), h.at("beta2"), h.at("eps"), wd, flag(h, "maximize"),
+                                       step, nadam_mu(h, step), nadam_mu(h, step + 1), st.scalars.at("mu_product"));
+    const int mode = wd == 0 ? math::kNoDecay : flag(h, "decoupled_weight_decay") ? math::kDecoupled : math::kL2;
+    if (mode == math::kNoDecay) nadam_loop<T, math::kNoDecay>(c, n, p, g, bufs[0], bufs[1]);
+    else if (mode == math::kL2) nadam_loop<T, math::kL2>(c, n, p, g, bufs[0], bufs[1]);
+    else nadam_loop<T, math::kDecoupled>(c, n, p, g, bufs[0], bufs[1]);
   }
 };
 

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "elementwise_kernel.hpp"
+#include "math/rmsprop.hpp"
 #include "algorithms.hpp"
 
 namespace adapprox::algorithms {
@@ -16,52 +17,25 @@ namespace {
 
 // Centered and Momentum are template arguments so that each variant's loop is branch-free and vectorises.
 template <bool Centered, bool Momentum, class T>
-void rmsprop_loop(const Hyper& h, int64_t n, T* p, const T* g, T* const* bufs) {
-  const double alpha_d = h.at("alpha"), wd_d = h.at("weight_decay"), mom_d = h.at("momentum");
-  const T alpha = T(alpha_d), w = T(1.0 - alpha_d), eps = T(h.at("eps"));
-  const T neg_lr = T(-h.at("lr")), wd = T(wd_d), b = T(mom_d), one_minus_w = T(1) - w;
-  const bool maximize = flag(h, "maximize"), decay = wd_d != 0, small = std::fabs(w) < T(0.5);
+void rmsprop_loop(const math::RmspropCoef<T>& c, int64_t n, T* p, const T* g, T* const* bufs) {
   T* sq = bufs[0];
   T* ga = Centered ? bufs[1] : nullptr;
   T* buf = Momentum ? bufs[Centered ? 2 : 1] : nullptr;
-  for (int64_t i = 0; i < n; ++i) {
-    T gi = maximize ? -g[i] : g[i];
-    if (decay) gi = fmadd(wd, p[i], gi);          // grad.add(param, alpha=wd)
-    const T s = fmadd(w * gi, gi, sq[i] * alpha);  // square_avg.mul_(alpha).addcmul_(g, g, value=1-alpha)
-    sq[i] = s;
-    T avg;
-    if constexpr (Centered) {
-      // grad_avg.lerp_(g, w), as torch's CPU lerp: self + w (end - self) for |w| < 0.5, else end - (end - self)(1 - w)
-      const T a = small ? fmadd(w, gi - ga[i], ga[i]) : fmadd(-(gi - ga[i]), one_minus_w, gi);
-      ga[i] = a;
-      avg = std::sqrt(fmadd(-a, a, s));  // square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
-    } else {
-      avg = std::sqrt(s);
-    }
-    avg = avg + eps;
-    if constexpr (Momentum) {
-      const T m = buf[i] * b + gi / avg;  // buf.mul_(b).addcdiv_(g, avg)
-      buf[i] = m;
-      p[i] = fmadd(neg_lr, m, p[i]);  // param.add_(buf, alpha=-lr)
-    } else {
-      p[i] = p[i] + neg_lr * gi / avg;  // param.addcdiv_(g, avg, value=-lr)
-    }
-  }
-}
-
-template <class T>
-void rmsprop_variant(const Hyper& h, int64_t n, T* p, const T* g, T* const* bufs) {
-  const bool centered = flag(h, "centered"), momentum = h.at("momentum") > 0;
-  if (centered && momentum) rmsprop_loop<true, true>(h, n, p, g, bufs);
-  else if (centered) rmsprop_loop<true, false>(h, n, p, g, bufs);
-  else if (momentum) rmsprop_loop<false, true>(h, n, p, g, bufs);
-  else rmsprop_loop<false, false>(h, n, p, g, bufs);
+  for (int64_t i = 0; i < n; ++i)
+    math::rmsprop_element<T, Centered, Momentum>(c, p[i], g[i], sq[i], Centered ? ga + i : nullptr,
+                                                 Momentum ? buf + i : nullptr);
 }
 
 struct RmspropKernel {
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState&, int64_t n, T* p, const T* g, T* const* bufs) const {
-    rmsprop_variant(h, n, p, g, bufs);
+    const auto c = math::rmsprop_coef<T>(h.at("lr"), h.at("alpha"), h.at("eps"), h.at("weight_decay"),
+                                         h.at("momentum"), flag(h, "maximize"));
+    const bool centered = flag(h, "centered"), momentum = h.at("momentum") > 0;
+    if (centered && momentum) rmsprop_loop<true, true>(c, n, p, g, bufs);
+    else if (centered) rmsprop_loop<true, false>(c, n, p, g, bufs);
+    else if (momentum) rmsprop_loop<false, true>(c, n, p, g, bufs);
+    else rmsprop_loop<false, false>(c, n, p, g, bufs);
   }
 };
 

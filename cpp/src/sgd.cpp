@@ -10,41 +10,23 @@
 #include <limits>
 
 #include "elementwise_kernel.hpp"
+#include "math/sgd.hpp"
 #include "algorithms.hpp"
 
 namespace adapprox::algorithms {
 namespace {
 
-template <class T>
-void sgd_loop(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g,
-                                     T* const* bufs) {
-  const double mom_d = h.at("momentum"), wd_d = h.at("weight_decay");
-  const T neg_lr = T(-h.at("lr")), wd = T(wd_d), b = T(mom_d), keep = T(1.0 - h.at("dampening"));
-  const bool maximize = flag(h, "maximize"), nesterov = flag(h, "nesterov"), decay = wd_d != 0;
-  auto grad = [&](int64_t i) {
-    T gi = maximize ? -g[i] : g[i];
-    if (decay) gi = fmadd(wd, p[i], gi);  // grad.add(param, alpha=wd)
-    return gi;
-  };
-  if (mom_d == 0) {
-    for (int64_t i = 0; i < n; ++i) p[i] = fmadd(neg_lr, grad(i), p[i]);
-    return;
-  }
-  T* buf = bufs[0];
-  const bool first = st.fresh;
-  for (int64_t i = 0; i < n; ++i) {
-    const T gi = grad(i);
-    const T m = first ? gi : fmadd(keep, gi, buf[i] * b);  // buf.mul_(b).add_(g, alpha=1-dampening)
-    buf[i] = m;
-    const T d = nesterov ? fmadd(b, m, gi) : m;  // grad.add(buf, alpha=b)
-    p[i] = fmadd(neg_lr, d, p[i]);                // param.add_(d, alpha=-lr)
-  }
-}
-
 struct SgdKernel {
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
-    sgd_loop(h, st, n, p, g, bufs);
+    const auto c = math::sgd_coef<T>(h.at("lr"), h.at("momentum"), h.at("dampening"), h.at("weight_decay"),
+                                     flag(h, "nesterov"), flag(h, "maximize"), st.fresh);
+    if (h.at("momentum") == 0) {
+      for (int64_t i = 0; i < n; ++i) math::sgd_element(c, p[i], g[i]);
+      return;
+    }
+    T* buf = bufs[0];
+    for (int64_t i = 0; i < n; ++i) math::sgd_momentum_element(c, p[i], g[i], buf[i]);
   }
 };
 

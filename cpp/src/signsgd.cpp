@@ -3,6 +3,7 @@
 //   with momentum b:   m = b m + (1 - b) g;   theta -= lr * (sign(m) + wd * theta)
 // sign(0) = 0. With maximize, g is negated first.
 #include "elementwise_kernel.hpp"
+#include "math/signsgd.hpp"
 #include "algorithms.hpp"
 
 namespace adapprox::algorithms {
@@ -10,24 +11,15 @@ namespace {
 
 // sign(x) for finite x, NaN for NaN and +-inf (x - x): a non-finite gradient or momentum shows in
 // the parameter instead of stepping it by a healthy-looking +-lr (the library's NaN policy).
-template <class T>
-inline T sign_of(T x) {
-  return T((x > 0) - (x < 0)) + (x - x);
-}
-
 struct SignSgdKernel {
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState&, int64_t n, T* p, const T* g, T* const* bufs) const {
-    const T lr = T(h.at("lr")), wd = T(h.at("weight_decay")), b = T(h.at("momentum"));
-    const T s = flag(h, "maximize") ? T(-1) : T(1);
-    if (b > 0) {
+    const auto c = math::signsgd_coef<T>(h.at("lr"), h.at("weight_decay"), h.at("momentum"), flag(h, "maximize"));
+    if (c.b > 0) {
       T* m = bufs[0];
-      for (int64_t i = 0; i < n; ++i) {
-        m[i] = b * m[i] + (1 - b) * (s * g[i]);
-        p[i] = p[i] - lr * (sign_of(m[i]) + wd * p[i]);
-      }
+      for (int64_t i = 0; i < n; ++i) math::signum_element(c, p[i], g[i], m[i]);
     } else {
-      for (int64_t i = 0; i < n; ++i) p[i] = p[i] - lr * (sign_of(s * g[i]) + wd * p[i]);
+      for (int64_t i = 0; i < n; ++i) math::signsgd_element(c, p[i], g[i]);
     }
   }
 };
