@@ -14,6 +14,10 @@ namespace adapprox::algorithms {
 namespace {
 
 struct AdagradKernel {
+  static void cuda(const Hyper& h, std::vector<Slot>& s, const cuda::States& st, size_t first, void* stream) {
+    cuda::adagrad_step(h, s, st, first, stream);
+  }
+
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
     const auto c = math::adagrad_coef<T>(h.at("lr"), h.at("lr_decay"), h.at("eps"), h.at("weight_decay"),

@@ -30,6 +30,10 @@ void adam_loop(const math::AdamCoef<T>& c, int64_t n, T* p, const T* g, T* m, T*
 
 template <bool AlwaysDecoupled>
 struct AdamKernel {
+  static void cuda(const Hyper& h, std::vector<Slot>& s, const cuda::States& st, size_t first, void* stream) {
+    cuda::adam_step(h, s, st, first, AlwaysDecoupled, stream);
+  }
+
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
     const double wd = h.at("weight_decay");

@@ -123,7 +123,8 @@ std::vector<BufferSpec> ElementwiseAlgorithm::schema(const Hyper& h, const std::
   return out;
 }
 
-void ElementwiseAlgorithm::step(const Hyper& h, std::vector<Slot>& slots, Allocator&) const {
+template <class Pass>
+void ElementwiseAlgorithm::with_states(const Hyper& h, std::vector<Slot>& slots, const Pass& pass) const {
   const size_t first_scalar = counts_steps() ? 1 : 0;
   const auto scalars = scalar_names();
   const size_t first_buffer = first_scalar + scalars.size();
@@ -139,10 +140,27 @@ void ElementwiseAlgorithm::step(const Hyper& h, std::vector<Slot>& slots, Alloca
     }
     begin_step(st, h, dtypes);
   }
-  run_all(*this, h, slots, states, first_buffer);
+  pass(states, first_buffer);
   for (size_t i = 0; i < slots.size(); ++i)
     for (size_t k = 0; k < scalars.size(); ++k)
       write_scalar(slots[i].state[first_scalar + k], states[i].scalars.at(scalars[k].first));
+}
+
+void ElementwiseAlgorithm::step(const Hyper& h, std::vector<Slot>& slots, Allocator&) const {
+  with_states(h, slots, [&](const std::vector<ElementwiseState>& states, size_t first_buffer) {
+    run_all(*this, h, slots, states, first_buffer);
+  });
+}
+
+void ElementwiseAlgorithm::step_cuda(const Hyper& h, std::vector<Slot>& slots, Allocator&, void* stream) const {
+  with_states(h, slots, [&](const std::vector<ElementwiseState>& states, size_t first_buffer) {
+    run_cuda(h, slots, states, first_buffer, stream);
+  });
+}
+
+void ElementwiseAlgorithm::run_cuda(const Hyper&, std::vector<Slot>&, const std::vector<ElementwiseState>&, size_t,
+                                    void*) const {
+  throw Error(ErrorKind::device, name() + " has no CUDA step; move its parameters to the CPU");
 }
 
 HyperParam hp_real(const std::string& name, double def, const std::string& doc) {

@@ -3,6 +3,7 @@
 //   struct AdamKernel {
 //     template <class T> void operator()(const Hyper& h, const ElementwiseState& st, int64_t n,
 //                                        T* p, const T* g, T* const* bufs) const { ... }
+//     static void cuda(...);  // its CUDA step (cuda_steps.hpp)
 //   };
 //   class Adam final : public KernelAlgorithm<AdamKernel> { ... name/summary/hyper_params/buffer_names ... };
 #pragma once
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "adapprox/elementwise.hpp"
+#include "cuda_steps.hpp"
 #include "isa_dispatch.hpp"
 
 namespace adapprox {
@@ -24,6 +26,12 @@ class KernelAlgorithm : public ElementwiseAlgorithm {
   void run(const Hyper& h, const ElementwiseState& st, int64_t n, double* p, const double* g,
            double* const* bufs) const final {
     dispatch(h, st, n, p, g, bufs);
+  }
+
+ protected:
+  void run_cuda(const Hyper& h, std::vector<Slot>& slots, const std::vector<ElementwiseState>& states,
+                size_t first_buffer, void* stream) const final {
+    Kernel::cuda(h, slots, states, first_buffer, stream);
   }
 
  private:

@@ -29,6 +29,10 @@ void nadam_loop(const math::NadamCoef<T>& c, int64_t n, T* p, const T* g, T* m, 
 }
 
 struct NadamKernel {
+  static void cuda(const Hyper& h, std::vector<Slot>& s, const cuda::States& st, size_t first, void* stream) {
+    cuda::nadam_step(h, s, st, first, stream);
+  }
+
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
     const double wd = h.at("weight_decay");

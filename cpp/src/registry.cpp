@@ -50,6 +50,11 @@ const std::vector<const Algorithm*>& all_algorithms() {
   return all;
 }
 
+void Algorithm::step_cuda(const Hyper&, std::vector<Slot>&, Allocator&, void*) const {
+  throw Error(ErrorKind::device, name() + " runs on the CPU only (it has no CUDA step); move its parameters and "
+                                          "gradients to the CPU");
+}
+
 const Algorithm& find_algorithm(const std::string& name) {
   std::vector<std::string> names;
   for (const Algorithm* a : all_algorithms()) {

@@ -27,6 +27,10 @@ void rmsprop_loop(const math::RmspropCoef<T>& c, int64_t n, T* p, const T* g, T*
 }
 
 struct RmspropKernel {
+  static void cuda(const Hyper& h, std::vector<Slot>& s, const cuda::States& st, size_t first, void* stream) {
+    cuda::rmsprop_step(h, s, st, first, stream);
+  }
+
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState&, int64_t n, T* p, const T* g, T* const* bufs) const {
     const auto c = math::rmsprop_coef<T>(h.at("lr"), h.at("alpha"), h.at("eps"), h.at("weight_decay"),

@@ -17,6 +17,10 @@ namespace adapprox::algorithms {
 namespace {
 
 struct SgdKernel {
+  static void cuda(const Hyper& h, std::vector<Slot>& s, const cuda::States& st, size_t first, void* stream) {
+    cuda::sgd_step(h, s, st, first, stream);
+  }
+
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState& st, int64_t n, T* p, const T* g, T* const* bufs) const {
     const auto c = math::sgd_coef<T>(h.at("lr"), h.at("momentum"), h.at("dampening"), h.at("weight_decay"),

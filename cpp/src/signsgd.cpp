@@ -12,6 +12,10 @@ namespace {
 // sign(x) for finite x, NaN for NaN and +-inf (x - x): a non-finite gradient or momentum shows in
 // the parameter instead of stepping it by a healthy-looking +-lr (the library's NaN policy).
 struct SignSgdKernel {
+  static void cuda(const Hyper& h, std::vector<Slot>& s, const cuda::States& st, size_t first, void* stream) {
+    cuda::signsgd_step(h, s, st, first, stream);
+  }
+
   template <class T>
   void operator()(const Hyper& h, const ElementwiseState&, int64_t n, T* p, const T* g, T* const* bufs) const {
     const auto c = math::signsgd_coef<T>(h.at("lr"), h.at("weight_decay"), h.at("momentum"), flag(h, "maximize"));

@@ -6,6 +6,7 @@
 #include <map>
 #include <sstream>
 
+#include "adapprox/cuda.hpp"
 #include "adapprox/interrupt.hpp"
 #include "adapprox/isa.hpp"
 #include "adapprox/registry.hpp"
@@ -32,6 +33,9 @@ void check_param_and_grad(const Slot& s, const std::string& who) {
   if (p.shape != g.shape)
     fail(ErrorKind::shape, who,
          "gradient shape " + shape_str(g.shape) + " does not match parameter shape " + shape_str(p.shape));
+  if (p.device != g.device)
+    fail(ErrorKind::device, who, "the gradient is on " + device_str(g.device) + ", the parameter on " +
+                                     device_str(p.device) + "; they must be on the same device");
   if (p.dtype != g.dtype)
     fail(ErrorKind::type, who,
          std::string("gradient dtype ") + dtype_name(g.dtype) + " does not match parameter dtype " + dtype_name(p.dtype));
@@ -48,6 +52,8 @@ int64_t read_step(const TensorRef& b, const std::string& who) {
   if (!b.shape.empty() && !(b.shape.size() == 1 && b.shape[0] == 1))
     fail(ErrorKind::state, who, "state 'step' must be a scalar (0-d), got shape " + shape_str(b.shape));
   if (!b.data) fail(ErrorKind::state, who, "state 'step' is missing (null data)");
+  if (b.device.kind != Device::cpu)
+    fail(ErrorKind::device, who, "state 'step' is on " + device_str(b.device) + "; it must be on the host (cpu)");
   double v;
   double limit;
   if (b.dtype == DType::f32) {
@@ -83,6 +89,11 @@ void check_buffer(const BufferSpec& spec, const TensorRef& b, const TensorRef& p
   if (std::string why = size_problem(b); !why.empty()) fail(ErrorKind::shape, who + " state '" + spec.name + "'", why);
   const auto name_of = [&] { return "state '" + spec.name + "'"; };  // built only for a message
   if (spec.resized && (!b.data || b.numel() == 0)) return;  // absent (or empty): the step creates it
+  const bool host_scalar = spec.shape.empty() && !spec.like_param;  // read and written by the host
+  const Device want = host_scalar ? Device{} : param.device;
+  if (b.device != want)
+    fail(ErrorKind::device, who, name_of() + " is on " + device_str(b.device) + "; it must be on " + device_str(want) +
+                                     (host_scalar ? " (scalar state stays on the host)" : " (with its parameter)"));
   const bool scalar_ok = spec.shape.empty() && !spec.like_param && (b.dtype == DType::f32 || b.dtype == DType::f64);
   if (b.dtype != spec.dtype && !scalar_ok)
     fail(ErrorKind::state, who, name_of() + " must be " + dtype_name(spec.dtype) + ", got " + dtype_name(b.dtype));
@@ -156,7 +167,7 @@ class OffsetAllocator final : public Allocator {
 
 }  // namespace
 
-void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& alloc) {
+void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& alloc, void* stream) {
   // 1. Check everything: the environment, hyperparameters, every slot of every group, memory
   //    shared anywhere.
   check_isa_setting();
@@ -194,6 +205,13 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
     }
   }
   check_no_overlap(all, schemas);
+  // One device per call: the first parameter's.
+  const Device device = all.empty() ? Device{} : all[0]->param.device;
+  for (size_t k = 0; k < all.size(); ++k)
+    if (all[k]->param.device != device)
+      fail(ErrorKind::device, "params[" + std::to_string(k) + "]", "is on " + device_str(all[k]->param.device) +
+                                  ", params[0] on " + device_str(device) + "; one step call takes one device");
+  if (device.kind == Device::cuda) cuda::require_device(device.index);
   // 2. Step, group by group; allocations are numbered by the slot's position over all groups.
   //    An interrupt (interrupt.hpp) stops between parameters: the step counters of the slots
   //    stepped in full advance, the rest stay as they were.
@@ -205,7 +223,8 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
     bool stopped = false;
     try {
       check_interrupt();
-      algo.step(hs[gi], groups[gi].slots, shifted);
+      if (device.kind == Device::cuda) algo.step_cuda(hs[gi], groups[gi].slots, shifted, stream);
+      else algo.step(hs[gi], groups[gi].slots, shifted);
       for (Slot& s : groups[gi].slots) s.done = true;
     } catch (const Interrupted&) {
       stopped = true;

@@ -73,6 +73,10 @@ void check_size(const TensorRef& t, const std::string& who) {
   if (!why.empty()) throw Error(ErrorKind::shape, who + ": " + why);
 }
 
+std::string device_str(const Device& d) {
+  return d.kind == Device::cpu ? std::string("cpu") : "cuda:" + std::to_string(d.index);
+}
+
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::ostringstream os;
   os << "(";

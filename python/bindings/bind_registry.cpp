@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "adapprox/adapprox.hpp"
+#include "adapprox/cuda.hpp"
 #include "adapprox/full_matrix_adagrad.hpp"
 #include "adapprox/interrupt.hpp"
 #include "adapprox/owned_buffer.hpp"
@@ -89,7 +90,10 @@ class PendingSignal {
 // order (None for an absent factor). Slots are numbered across groups. `replaced` lists the
 // buffers the step replaced, (slot, buffer, capsule); `stopped` is None, or (done, exception)
 // when a signal stopped the step: done[slot] says which parameters were stepped in full.
-py::tuple step_py(const std::string& name, const py::list& groups_in) {
+py::tuple step_py(const std::string& name, const py::list& groups_in, const py::object& stream_in) {
+  py_dlpack::CudaStream stream;  // CUDA tensors: the caller's stream (legacy default if None)
+  if (!stream_in.is_none()) stream.value = stream_in.cast<intptr_t>();
+  if (stream.value == 0) stream.value = 1;  // DLPack's name for the legacy default stream
   const Algorithm& algo = find_algorithm(name);
   std::vector<py_dlpack::Imported> held;
   size_t tensors = 0;  // room for every import up front: Imported is moved, never copied
@@ -113,16 +117,16 @@ py::tuple step_py(const std::string& name, const py::list& groups_in) {
     for (size_t i = 0; i < n; ++i, ++slot) {
       const std::string idx = "[" + std::to_string(slot) + "]";
       Slot& s = group.slots[i];
-      held.push_back(py_dlpack::import_tensor(params[i], "params" + idx, true, true));
+      held.push_back(py_dlpack::import_tensor(params[i], "params" + idx, true, true, &stream));
       s.param = held.back().ref;
-      held.push_back(py_dlpack::import_tensor(grads[i], "grads" + idx, false, true));
+      held.push_back(py_dlpack::import_tensor(grads[i], "grads" + idx, false, true, &stream));
       s.grad = held.back().ref;
       for (auto b : py::reinterpret_borrow<py::list>(states[i])) {
         if (b.is_none()) {
           s.state.push_back(absent_buffer());
           continue;
         }
-        held.push_back(py_dlpack::import_tensor(b, "params" + idx + " state", true, true));
+        held.push_back(py_dlpack::import_tensor(b, "params" + idx + " state", true, true, &stream));
         s.state.push_back(held.back().ref);
       }
       s.fresh = fresh[i].cast<bool>();
@@ -137,7 +141,8 @@ py::tuple step_py(const std::string& name, const py::list& groups_in) {
     py::gil_scoped_release nogil;
     InterruptScope scope(&PendingSignal::poll, &signal);
     try {
-      step_groups(algo, groups, alloc);
+      // cudaStreamLegacy is the handle 0x1 and cudaStreamPerThread 0x2, as DLPack numbers them.
+      step_groups(algo, groups, alloc, reinterpret_cast<void*>(stream.value));
     } catch (const Interrupted&) {
       stopped = true;
     }
@@ -212,7 +217,8 @@ void bind_registry(py::module_& m) {
   }, py::arg("name"), py::arg("hyper"), "`hyper` completed with defaults and checked; ValueError naming a bad one.");
   m.def("schema", &schema_py, py::arg("name"), py::arg("hyper"), py::arg("shape"), py::arg("dtype"),
         "The state buffers of a parameter: name, dtype, shape, like_param, resized, fill.");
-  m.def("step", &step_py, py::arg("name"), py::arg("groups"));
+  m.def("step", &step_py, py::arg("name"), py::arg("groups"), py::arg("stream") = py::none());
+  m.def("cuda_built", &cuda::built, "Whether this build has the CUDA backend.");
 }
 
 const bindings::RegisterBinder registered(bind_registry);

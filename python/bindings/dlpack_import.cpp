@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "adapprox/cuda.hpp"
+
 namespace py = pybind11;
 
 namespace adapprox::py_dlpack {
@@ -73,7 +75,15 @@ void Imported::release() {
 
 // The capsule of `obj`: obj itself when it is one (a DLPack capsule made by the caller, e.g.
 // torch.utils.dlpack.to_dlpack: the fast path of adapprox.torch), else obj.__dlpack__().
-py::object export_capsule(py::handle obj, const std::string& name) {
+std::string unsupported_device(const std::string& name, int32_t type, int index, const CudaStream* stream) {
+  std::string why = "this build of adapprox runs on the CPU only (move the tensor to the CPU)";
+  if (type == dlpack::kDLCUDA && cuda::built() && !stream) why = "only optimizer steps take CUDA tensors";
+  else if (type == dlpack::kDLCUDA && cuda::built()) why = "";
+  else if (cuda::built()) why = "adapprox runs on the CPU and on CUDA devices";
+  return why.empty() ? "" : name + ": unsupported device '" + device_name(type) + ":" + std::to_string(index) + "'; " + why;
+}
+
+py::object export_capsule(py::handle obj, const std::string& name, const CudaStream* stream) {
   if (PyCapsule_CheckExact(obj.ptr())) return py::reinterpret_borrow<py::object>(obj);
   if (!py::hasattr(obj, "__dlpack__") || !py::hasattr(obj, "__dlpack_device__"))
     throw py::type_error(name + ": expected an array that supports DLPack (NumPy, PyTorch, CuPy, JAX), got " +
@@ -81,12 +91,15 @@ py::object export_capsule(py::handle obj, const std::string& name) {
   // Ask where it lives before exporting, so a CUDA tensor never gets a stream it cannot use.
   py::tuple dev = obj.attr("__dlpack_device__")();
   const int32_t dev_type = dev[0].cast<int32_t>();
-  if (dev_type != dlpack::kDLCPU)
-    throw py::value_error(name + ": unsupported device '" + device_name(dev_type) + ":" +
-                          std::to_string(dev[1].cast<int>()) +
-                          "'; this build of adapprox runs on the CPU only (move the tensor to the CPU)");
+  if (dev_type != dlpack::kDLCPU) {
+    const std::string why = unsupported_device(name, dev_type, dev[1].cast<int>(), stream);
+    if (!why.empty()) throw py::value_error(why);
+  }
+  // A CUDA producer makes the consumer's stream wait for its pending work on the tensor.
+  py::object on = dev_type == dlpack::kDLCUDA ? py::object(py::int_(stream->value)) : py::object(py::none());
   try {
-    return obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 1));
+    if (on.is_none()) return obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 1));
+    return obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 1), py::arg("stream") = on);
   } catch (py::error_already_set& e) {
     if (e.matches(PyExc_BufferError))
       throw py::value_error(name + ": cannot be exported (" + std::string(e.what()) +
@@ -94,7 +107,8 @@ py::object export_capsule(py::handle obj, const std::string& name) {
     if (!e.matches(PyExc_TypeError)) throw;
   }
   try {
-    return obj.attr("__dlpack__")();  // producer predates the versioned protocol
+    if (on.is_none()) return obj.attr("__dlpack__")();  // producer predates the versioned protocol
+    return obj.attr("__dlpack__")(py::arg("stream") = on);
   } catch (py::error_already_set& e2) {
     if (e2.matches(PyExc_BufferError))
       throw py::value_error(name + ": is read-only or cannot be exported (" + std::string(e2.what()) + ")");
@@ -102,8 +116,9 @@ py::object export_capsule(py::handle obj, const std::string& name) {
   }
 }
 
-Imported import_tensor(py::handle obj, const std::string& name, bool writable, bool strided) {
-  py::object cap = export_capsule(obj, name);
+Imported import_tensor(py::handle obj, const std::string& name, bool writable, bool strided,
+                       const CudaStream* stream) {
+  py::object cap = export_capsule(obj, name, stream);
   PyObject* c = cap.ptr();
   Imported out;
   const dlpack::Tensor* t = nullptr;
@@ -124,10 +139,11 @@ Imported import_tensor(py::handle obj, const std::string& name, bool writable, b
     throw py::type_error(name + ": not an unused DLPack capsule (each capsule can be consumed once)");
   }
   // From here `out` owns the tensor: any throw below runs its deleter once.
-  if (t->device.device_type != dlpack::kDLCPU)
-    throw py::value_error(name + ": unsupported device '" + device_name(t->device.device_type) + ":" +
-                          std::to_string(t->device.device_id) +
-                          "'; this build of adapprox runs on the CPU only (move the tensor to the CPU)");
+  if (t->device.device_type != dlpack::kDLCPU) {
+    const std::string why = unsupported_device(name, t->device.device_type, t->device.device_id, stream);
+    if (!why.empty()) throw py::value_error(why);
+    out.ref.device = Device{Device::cuda, t->device.device_id};
+  }
   if (!to_dtype(t->dtype, &out.ref.dtype))
     throw py::type_error(name + ": unsupported dtype " + dtype_desc(t->dtype) +
                          "; expected float32, float64, float16 or bfloat16" +

@@ -10,6 +10,12 @@
 
 namespace adapprox::py_dlpack {
 
+// The CUDA stream a step runs on, as DLPack's __dlpack__(stream=...) takes it: 1 the legacy
+// default stream, 2 the per-thread default stream, else a cudaStream_t.
+struct CudaStream {
+  intptr_t value = 1;
+};
+
 // Owns one consumed capsule's managed tensor and calls its deleter exactly once.
 class Imported {
  public:
@@ -24,16 +30,18 @@ class Imported {
   bool read_only = false;
 
  private:
-  friend Imported import_tensor(pybind11::handle, const std::string&, bool, bool);
+  friend Imported import_tensor(pybind11::handle, const std::string&, bool, bool, const CudaStream*);
   void release();
   dlpack::ManagedTensor* legacy_ = nullptr;
   dlpack::ManagedTensorVersioned* versioned_ = nullptr;
 };
 
 // Imports `obj` through __dlpack__. `name` is used in errors ("params[2]", "A"). With
-// `writable`, a read-only buffer is an error. Only CPU float16/bfloat16/float32/float64 tensors
-// are accepted, C-contiguous unless `strided` (the step driver then checks the layout);
-// anything else raises TypeError/ValueError.
-Imported import_tensor(pybind11::handle obj, const std::string& name, bool writable, bool strided = false);
+// `writable`, a read-only buffer is an error. float16/bfloat16/float32/float64 tensors are
+// accepted, C-contiguous unless `strided` (the step driver then checks the layout); on the CPU,
+// or on a CUDA device when `stream` is given and this build has the CUDA backend (the producer
+// is asked to make `stream` wait for its work); anything else raises TypeError/ValueError.
+Imported import_tensor(pybind11::handle obj, const std::string& name, bool writable, bool strided = false,
+                       const CudaStream* stream = nullptr);
 
 }  // namespace adapprox::py_dlpack

@@ -42,6 +42,18 @@ class ElementwiseAlgorithm : public Algorithm {
   std::vector<BufferSpec> schema(const Hyper& h, const std::vector<int64_t>& shape, DType dtype) const final;
   bool supports_complex() const final { return true; }
   void step(const Hyper& h, std::vector<Slot>& slots, Allocator& alloc) const final;
+  void step_cuda(const Hyper& h, std::vector<Slot>& slots, Allocator& alloc, void* stream) const final;
+
+ protected:
+  // The CUDA pass over every slot (cuda_steps.hpp); the default refuses.
+  virtual void run_cuda(const Hyper& h, std::vector<Slot>& slots, const std::vector<ElementwiseState>& states,
+                        size_t first_buffer, void* stream) const;
+
+ private:
+  // Reads each slot's scalars and runs begin_step; `pass` steps the buffers; the scalars are
+  // written back after it.
+  template <class Pass>
+  void with_states(const Hyper& h, std::vector<Slot>& slots, const Pass& pass) const;
 };
 
 // Hyperparameter entries for the registry tables.

@@ -88,6 +88,10 @@ class Algorithm {
   // Steps every slot: everything was validated, nothing may be refused now. Slots may share no
   // memory (the driver checked).
   virtual void step(const Hyper& h, std::vector<Slot>& slots, Allocator& alloc) const = 0;
+  // The same step for slots whose buffers live on one CUDA device (scalar state on the host),
+  // queued on `stream` (cudaStream_t). Optimizers without a CUDA step keep this default, which
+  // refuses with Error(device).
+  virtual void step_cuda(const Hyper& h, std::vector<Slot>& slots, Allocator& alloc, void* stream) const;
 };
 
 // Every registered optimizer, in a fixed order.
@@ -115,6 +119,8 @@ struct Group {
   Hyper hyper;
   std::vector<Slot> slots;
 };
-void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& alloc);
+// Every buffer of a call is on one device, the parameters' (scalar state such as "step" on the
+// host); CUDA steps are queued on `stream` (a cudaStream_t; nullptr: the legacy default stream).
+void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& alloc, void* stream = nullptr);
 
 }  // namespace adapprox

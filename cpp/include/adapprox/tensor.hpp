@@ -12,14 +12,24 @@ enum class DType { f32, f64, f16, bf16 };
 const char* dtype_name(DType t);
 int dtype_size(DType t);
 
-// A tensor in host memory that the caller owns. `strides` are in elements; empty means
-// C-contiguous. The core steps dense layouts only (every element exactly once in a block of
-// numel elements: C-contiguous, channels_last, any permutation of dimensions).
+// Where a buffer lives: host memory, or the memory of CUDA device `index`.
+struct Device {
+  enum Kind { cpu, cuda } kind = cpu;
+  int index = 0;
+  bool operator==(const Device& o) const { return kind == o.kind && (kind == cpu || index == o.index); }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+};
+std::string device_str(const Device& d);  // "cpu", "cuda:0"
+
+// A tensor that the caller owns. `strides` are in elements; empty means C-contiguous. The core
+// steps dense layouts only (every element exactly once in a block of numel elements:
+// C-contiguous, channels_last, any permutation of dimensions).
 struct TensorRef {
   void* data = nullptr;
   DType dtype = DType::f32;
   std::vector<int64_t> shape;
   std::vector<int64_t> strides;
+  Device device{};
   int64_t numel() const;                   // throws Error(shape) when the count overflows int64
   bool contiguous() const;                 // C-contiguous (strides of size-1 dimensions ignored)
   bool dense() const;                      // non-overlapping and dense, strides >= 0

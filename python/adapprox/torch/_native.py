@@ -182,7 +182,11 @@ class NativeOptimizer(torch.optim.Optimizer):
                 groups.append((hyper, params, grads, states, fresh, indices))
         if not groups:
             return loss
-        replaced, stopped = _core.step(self.algorithm, groups)
+        stream = None  # CUDA parameters: the step is queued on torch's current stream of their device
+        first = groups[0][1][0]
+        if torch.is_tensor(first) and first.is_cuda:  # CPU tensors arrive as DLPack capsules
+            stream = torch.cuda.current_stream(first.device).cuda_stream
+        replaced, stopped = _core.step(self.algorithm, groups, stream)
         # A signal (Ctrl-C) may stop the step between parameters: those stepped in full keep
         # their new state, the others are untouched; then its exception is raised.
         done = stopped[0] if stopped else None
@@ -242,6 +246,8 @@ class NativeOptimizer(torch.optim.Optimizer):
                     t = st.get(spec["name"])
                     if torch.is_tensor(t) and spec["name"] != "step":
                         st[spec["name"]] = self._schema_dtype(t, spec, p)
+                    if torch.is_tensor(t) and not spec["shape"] and not spec["like_param"] and not t.is_cpu:
+                        st[spec["name"]] = st[spec["name"]].cpu()  # scalar state (mu_product) lives on the host
 
     def memory_report(self):
         """{'total_bytes', 'adamw_bytes', 'params': [{'shape', 'state_bytes', ...}]}: the bytes of every

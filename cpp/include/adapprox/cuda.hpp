@@ -1,0 +1,17 @@
+// The CUDA backend as the core sees it: no CUDA types, streams as void* (cudaStream_t). In a
+// build without CUDA (ADAPPROX_CUDA=OFF, or AUTO without nvcc) every function but built() throws
+// Error(device) saying so; a CPU-only build never links CUDA libraries.
+#pragma once
+#include <cstddef>
+
+namespace adapprox::cuda {
+
+// Whether this build has the CUDA backend.
+bool built();
+// Throws Error(device) unless the backend is built, a driver is present and `device` exists.
+void require_device(int device);
+// Device memory for buffers a step creates (Adapprox's factors), zero-filled in stream order.
+void* alloc_zeroed(size_t bytes, int device, void* stream);
+void release(void* p, int device);
+
+}  // namespace adapprox::cuda

@@ -1,0 +1,26 @@
+// Internal: the CUDA steps of the optimizers that run on the GPU (cpp/cuda/<name>.cu), called by
+// their registry entries for slots on a CUDA device. Every buffer of a call is on one device;
+// scalar state ("step", "mu_product") stays on the host, as the ElementwiseState holds it.
+// Kernels are queued on `stream` (cudaStream_t) and not waited for. Without the CUDA backend
+// each throws Error(device) (cuda_stub.cpp).
+#pragma once
+#include <vector>
+
+#include "adapprox/elementwise.hpp"
+#include "adapprox/registry.hpp"
+
+namespace adapprox::cuda {
+
+using States = std::vector<ElementwiseState>;
+
+// The elementwise family: one launch covers many parameters. `first_buffer` is the index of the
+// first like-parameter buffer in each slot's state.
+void adam_step(const Hyper& h, std::vector<Slot>& slots, const States& st, size_t first_buffer, bool always_decoupled,
+               void* stream);
+void nadam_step(const Hyper& h, std::vector<Slot>& slots, const States& st, size_t first_buffer, void* stream);
+void rmsprop_step(const Hyper& h, std::vector<Slot>& slots, const States& st, size_t first_buffer, void* stream);
+void adagrad_step(const Hyper& h, std::vector<Slot>& slots, const States& st, size_t first_buffer, void* stream);
+void sgd_step(const Hyper& h, std::vector<Slot>& slots, const States& st, size_t first_buffer, void* stream);
+void signsgd_step(const Hyper& h, std::vector<Slot>& slots, const States& st, size_t first_buffer, void* stream);
+
+}  // namespace adapprox::cuda
