@@ -19,9 +19,7 @@
 namespace adapprox::algorithms {
 namespace {
 
-double nadam_mu(const Hyper& h, double step) {
-  return h.at("beta1") * (1.0 - 0.5 * std::pow(0.96, step * h.at("momentum_decay")));
-}
+double nadam_mu(const Hyper& h, double step) { return math::nadam_mu(h.at("beta1"), h.at("momentum_decay"), step); }
 
 template <class T, int Wd>
 void nadam_loop(const math::NadamCoef<T>& c, int64_t n, T* p, const T* g, T* m, T* v) {

@@ -10,6 +10,11 @@
 
 namespace adapprox::math {
 
+// mu_t = b1 (1 - 0.5 * 0.96^(t psi)), psi = momentum_decay
+inline double nadam_mu(double b1, double momentum_decay, double t) {
+  return b1 * (1.0 - 0.5 * std::pow(0.96, t * momentum_decay));
+}
+
 template <class T>
 struct NadamCoef {
   T sign, wd, decay, w1, w1c, b2, omb2, bc2, eps, coef_g, coef_m;
