@@ -199,9 +199,11 @@ void bind_registry(py::module_& m) {
   }, py::arg("shape"), py::arg("dtype"), py::arg("hyper"),
         "Bytes of transient memory one Adapprox step may allocate for a parameter (README bound).");
   m.def("tensor_info", [](py::handle obj, const std::string& name) {
-    py_dlpack::Imported t = py_dlpack::import_tensor(obj, name, false, true);
+    const py_dlpack::CudaStream legacy;  // a CUDA array is only looked at
+    py_dlpack::Imported t = py_dlpack::import_tensor(obj, name, false, true, &legacy);
     return py::make_tuple(py::tuple(py::cast(t.ref.shape)), std::string(dtype_name(t.ref.dtype)));
-  }, py::arg("array"), py::arg("name") = "array", "(shape, dtype name) of a DLPack-capable CPU array.");
+  }, py::arg("array"), py::arg("name") = "array",
+        "(shape, dtype name) of a DLPack-capable array (CPU, or CUDA in a build with the CUDA backend).");
   m.def("algorithms", [] {
     std::vector<std::string> names;
     for (const Algorithm* a : all_algorithms()) names.push_back(a->name());

@@ -20,6 +20,18 @@ def _real_view(a):
     return a
 
 
+def _cuda_stream(array):
+    """The stream a step on CUDA arrays runs on: CuPy's current stream for CuPy arrays, else None
+    (the legacy default stream)."""
+    dev = getattr(array, "__dlpack_device__", None)
+    if dev is None or dev()[0] != 2:
+        return None
+    if type(array).__module__.startswith("cupy"):
+        import cupy
+        return cupy.cuda.get_current_stream().ptr
+    return None
+
+
 class NativeOptimizer:
     """Subclasses set ``algorithm`` and ``_hyper(hyper)`` (the registry's keys)."""
 
@@ -105,7 +117,8 @@ class NativeOptimizer:
         if not plist:
             return
         try:
-            replaced, stopped = _core.step(self.algorithm, [(hyper, plist, glist, slist, fresh, idx)])
+            replaced, stopped = _core.step(self.algorithm, [(hyper, plist, glist, slist, fresh, idx)],
+                                           _cuda_stream(plist[0]))
         except (ValueError, TypeError) as e:
             # The core names positions within this call; map them back to the caller's indices.
             msg = str(e)
