@@ -16,8 +16,8 @@ Adafactor, Adam, AdamW, NAdam, RMSprop, Adagrad, SGD with momentum, SignSGD) and
 torch.optim's fastest path for each of those (``fused=True`` where it runs here, else
 ``foreach=True``), ``torch.optim.AdamW`` foreach and fused, ``torch.optim.Adafactor``, the plain
 PyTorch Adapprox of ``bench/pure_torch_adapprox.py`` at the same three ranks, and CAME
-(``came-pytorch``) when installed. The native core steps CPU tensors only: with --device cuda the
-library rows are skipped (and listed as such) and the peers run on the GPU.
+(``came-pytorch``) when installed. With --device cuda, a library row whose optimizer has no CUDA
+step in this build (or a build without the CUDA backend) is skipped and listed with the reason.
 """
 from __future__ import annotations
 
@@ -82,22 +82,22 @@ def fastest_path(cls, hyper, device) -> str:
         return "foreach"
 
 
-def native_refusal(device):
-    """None when the native core steps tensors on `device`, else the reason it does not."""
-    p = torch.nn.Parameter(torch.zeros(4, 4, device=device))
-    p.grad = torch.ones(4, 4, device=device)
+def native_refusal(make, device):
+    """None when this native row steps tensors on `device`, else the reason it does not."""
+    p = torch.nn.Parameter(torch.zeros(8, 8, device=device))
+    p.grad = torch.ones(8, 8, device=device)
     try:
-        at.Adam([p]).step()
+        make([p]).step()
         return None
     except (RuntimeError, TypeError, ValueError) as e:
-        return f"the native core refuses {device.type} tensors ({str(e).splitlines()[0][:120]})"
+        return f"the native core refuses {device.type} tensors here ({str(e).splitlines()[0][:160]})"
 
 
 def optimizer_factories(device):
     """(factories: name -> factory, skipped: name -> reason, paths: torch row -> path)."""
     f, skipped, paths = {}, {}, {}
-    refusal = native_refusal(device)
     for name, make in NATIVE:
+        refusal = native_refusal(make, device)
         if refusal is None:
             f[name] = make
         else:

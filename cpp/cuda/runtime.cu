@@ -48,3 +48,13 @@ void release(void* p, int device) {
 }
 
 }  // namespace adapprox::cuda
+
+namespace adapprox::cuda {
+
+Scratch::Scratch(size_t bytes, cudaStream_t stream) : stream_(stream) {
+  check(cudaMallocAsync(&base_, bytes > 0 ? bytes : 1, stream), "cudaMallocAsync (scratch)");
+}
+
+Scratch::~Scratch() { cudaFreeAsync(base_, stream_); }
+
+}  // namespace adapprox::cuda

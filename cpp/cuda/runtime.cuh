@@ -61,3 +61,49 @@ __device__ __forceinline__ __half narrow<__half>(float x) {
 }
 
 }  // namespace adapprox::cuda
+
+namespace adapprox::cuda {
+
+// The sum of `v` over a block of kThreadsPerBlock threads, in a fixed order (a tree over
+// shared memory): the same inputs give the same bits on every run. Valid in thread 0.
+constexpr int kThreadsPerBlock = 256;
+__device__ __forceinline__ double block_sum(double v) {
+  __shared__ double part[kThreadsPerBlock];
+  part[threadIdx.x] = v;
+  __syncthreads();
+  for (int half = kThreadsPerBlock / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+    __syncthreads();
+  }
+  const double total = part[0];
+  __syncthreads();  // part may be reused by the next call
+  return total;
+}
+
+// Scratch memory in stream order (cudaMallocAsync / cudaFreeAsync), released by the destructor.
+class Scratch {
+ public:
+  Scratch(size_t bytes, cudaStream_t stream);
+  ~Scratch();
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  // The next `count` elements of type U (aligned to 256 bytes).
+  template <class U>
+  U* take(int64_t count) {
+    const size_t at = (used_ + 255) / 256 * 256;
+    used_ = at + static_cast<size_t>(count) * sizeof(U);
+    return reinterpret_cast<U*>(static_cast<char*>(base_) + at);
+  }
+  // Bytes to ask for `count` elements of U (with the alignment take() adds).
+  template <class U>
+  static size_t need(int64_t count) {
+    return static_cast<size_t>(count) * sizeof(U) + 256;
+  }
+
+ private:
+  void* base_ = nullptr;
+  size_t used_ = 0;
+  cudaStream_t stream_;
+};
+
+}  // namespace adapprox::cuda

@@ -47,7 +47,9 @@
 #include "adapprox/thread_pool.hpp"
 #include "adapprox/tuning.hpp"
 #include "algorithms.hpp"
+#include "cuda_steps.hpp"
 #include "isa_dispatch.hpp"
+#include "math/adafactor.hpp"
 #include "staged.hpp"
 
 namespace adapprox {
@@ -119,12 +121,6 @@ constexpr int64_t kGrain = tuning::kFactoredGrain;
 
 int64_t row_grain(int64_t n) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, n)); }
 
-// torch's lerp: exact at weight 1 (the first step copies the new statistic).
-template <class T>
-inline T lerp(T a, T b, T w) {
-  return w < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
-}
-
 double machine_eps(DType t) {
   switch (t) {
     case DType::f64: return DBL_EPSILON;
@@ -171,21 +167,13 @@ inline RowStats row_stats(const T* __restrict__ g, const T* __restrict__ th, int
   return {lanes_total(gs), lanes_total(ts)};
 }
 
-// The factored update of row i, U_ij = g_ij / sqrt(max(Vhat_ij, eps1^2)) (torch mode; paper mode
-// has no clamp), needs no square root per element: with Vhat_ij = R_i C_j / mean(R),
-//   1 / sqrt(Vhat_ij) = a_i * b_j,   a_i = 1 / sqrt(R_i),   b_j = sqrt(mean(R) / C_j),
-// and the clamp becomes min(a_i b_j, 1 / eps1). a and b are formed in double and rounded once.
-// (Paper mode: a_i = 0 where R_i = 0 and b_j = 0 where C_j = 0, so U = 0 where Vhat = 0.)
-template <class T>
-struct FactoredRule {
-  T sign;   // -1 under maximize
-  T limit;  // torch mode: 1 / eps1; paper mode: +inf
-  inline T operator()(T g, T a, T b) const {
-    T s = a * b;
-    s = s > limit ? limit : s;  // NaN stays NaN, as torch's clamp
-    return (sign * g) * s;
-  }
-};
+// The factored update of row i needs no square root per element (math/adafactor.hpp):
+//   1 / sqrt(Vhat_ij) = a_i * b_j,   a_i = 1 / sqrt(R_i),   b_j = sqrt(mean(R) / C_j).
+using math::ApplyMode;
+using math::ApplyScalars;
+using math::FactoredRule;
+using math::UpdateRule;
+using math::apply_one;
 
 // Pass 2 over one row: sum_j U_ij^2.
 template <class T>
@@ -203,46 +191,6 @@ inline double row_update_sq(const FactoredRule<T>& rule, const T* __restrict__ g
     us[0] += u * u;
   }
   return lanes_total(us);
-}
-
-// U = sign * g / sqrt(Vhat) as each mode defines it.
-template <class T>
-struct UpdateRule {
-  bool paper;
-  T e1sq;  // torch mode: Vhat is clamped to eps1^2
-  T sign;
-  inline T operator()(T v, T g) const {
-    if (paper) return v == T(0) ? T(0) : sign * g / std::sqrt(v);
-    v = v < e1sq ? e1sq : v;  // NaN stays NaN, as torch's clamp
-    return sign * g * (T(1) / std::sqrt(v));
-  }
-};
-
-// Final elementwise update of theta (and of the first moment in paper mode):
-//   torch mode:  theta <- theta * (1 - lr wd) + (-alpha / denom) U    (wd = 0: the factor is 1, exact)
-//   paper mode:  step = (alpha / denom) U;  with b1: m <- b1 m + (1 - b1) step, step = m
-//                theta <- theta - alpha wd theta - step
-enum class ApplyMode { torch, paper, paper_momentum };
-
-template <class T>
-struct ApplyScalars {
-  T decay;  // torch: 1 - lr * wd; paper: alpha * wd
-  T scale;  // torch: -alpha / denom; paper: alpha / denom
-  T b1;
-};
-
-template <ApplyMode Mode, class T>
-inline void apply_one(const ApplyScalars<T>& c, T& th, T* m, T u) {
-  if constexpr (Mode == ApplyMode::torch) {
-    th = th * c.decay + c.scale * u;
-  } else {
-    T step = c.scale * u;
-    if constexpr (Mode == ApplyMode::paper_momentum) {
-      *m = c.b1 * *m + (T(1) - c.b1) * step;
-      step = *m;
-    }
-    th = th - c.decay * th - step;
-  }
 }
 
 // Pass 3 over one row of a factored parameter (m: the row of the first moment, or null).
@@ -308,8 +256,8 @@ void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const Ada
     }
     T* R = bf.row_var;
     T* C = bf.col_var;
-    for (int64_t r = 0; r < FR; ++r) R[r] = lerp(R[r], static_cast<T>(rowsum[r] / n + add), w);
-    for (int64_t k = 0; k < B * n; ++k) C[k] = lerp(C[k], static_cast<T>(colsum[k] / m + add), w);
+    for (int64_t r = 0; r < FR; ++r) R[r] = math::adafactor_lerp(R[r], static_cast<T>(rowsum[r] / n + add), w);
+    for (int64_t k = 0; k < B * n; ++k) C[k] = math::adafactor_lerp(C[k], static_cast<T>(colsum[k] / m + add), w);
     den.resize(B);
     for (int64_t b = 0; b < B; ++b) {
       double s = 0;
@@ -325,7 +273,7 @@ void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const Ada
     parallel_chunks(N, kGrain, [&](int c, int64_t i0, int64_t i1) {
       double ts = 0;
       for (int64_t i = i0; i < i1; ++i) {
-        V[i] = lerp(V[i], g[i] * g[i] + addT, w);
+        V[i] = math::adafactor_lerp(V[i], g[i] * g[i] + addT, w);
         ts += static_cast<double>(theta[i]) * static_cast<double>(theta[i]);
       }
       tsq[c] = ts;
@@ -344,14 +292,9 @@ void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const Ada
     const T* C = bf.col_var;
     ra.resize(B * m);
     cb.resize(B * n);
-    for (int64_t r = 0; r < B * m; ++r) {
-      const double x = static_cast<double>(R[r]);
-      ra[r] = paper && x == 0 ? T(0) : static_cast<T>(1 / std::sqrt(x));
-    }
-    for (int64_t k = 0; k < B * n; ++k) {
-      const double x = static_cast<double>(C[k]);
-      cb[k] = paper && x == 0 ? T(0) : static_cast<T>(std::sqrt(static_cast<double>(den[k / n]) / x));
-    }
+    for (int64_t r = 0; r < B * m; ++r) ra[r] = math::adafactor_row_factor<T>(static_cast<double>(R[r]), paper);
+    for (int64_t k = 0; k < B * n; ++k)
+      cb[k] = math::adafactor_col_factor<T>(static_cast<double>(C[k]), static_cast<double>(den[k / n]), paper);
   }
   const int64_t grain = dims.factored ? row_grain(n) : kGrain;
   const int64_t units = dims.factored ? B * m : N;  // rows, or elements
@@ -376,22 +319,12 @@ void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const Ada
   for (double s : usq) u_sq += s;
 
   // Step size.
-  const double sqrt_n = std::sqrt(static_cast<double>(N));
-  const double rms_theta = std::sqrt(theta_sq) / sqrt_n;
   const double rho = (paper && !h.relative_step) ? h.lr : std::min(h.lr, 1.0 / std::pow(t, 0.5));
-  const double alpha = (paper && !h.scale_parameter) ? rho : std::max(h.eps2, rms_theta) * rho;
-  const double denom = std::max(1.0, std::sqrt(u_sq) / (sqrt_n * h.d));
+  const ApplyScalars<T> ac = math::adafactor_apply_scalars<T>(theta_sq, u_sq, static_cast<double>(N), rho, paper,
+                                                               h.scale_parameter, h.eps2, h.d, h.lr, h.weight_decay,
+                                                               h.beta1);
 
   // Pass 3: the update.
-  ApplyScalars<T> ac{};
-  if (paper) {
-    ac.decay = static_cast<T>(alpha * h.weight_decay);
-    ac.scale = static_cast<T>(alpha / denom);
-    ac.b1 = static_cast<T>(h.beta1);
-  } else {
-    ac.decay = static_cast<T>(1 - h.lr * h.weight_decay);
-    ac.scale = static_cast<T>(-alpha / denom);
-  }
   T* mom = use_m ? bf.exp_avg : nullptr;
   auto pass3 = [&](auto mode) {
     constexpr ApplyMode M = decltype(mode)::value;
@@ -508,6 +441,38 @@ class Adafactor final : public Algorithm {
     }
     if (h.at("mode") == 1 && h.at("beta1") > 0) s.push_back(algorithms::like_param("exp_avg", sd, shape));
     return s;
+  }
+  void check_state(const Hyper&, const Slot& s, const std::string& who) const override {
+    if (s.param.device.kind == Device::cuda && !s.param.contiguous())
+      throw Error(ErrorKind::value, who + ": Adafactor on CUDA steps C-contiguous parameters (this one is laid out "
+                                          "otherwise, e.g. channels_last); adapprox never copies behind your back");
+  }
+  void step_cuda(const Hyper& hyper, std::vector<Slot>& slots, Allocator&, void* stream) const override {
+    if (slots.empty()) return;
+    const AdafactorHyper h = native(hyper);
+    const double eps1 = h.eps1_auto ? machine_eps(slots[0].param.dtype) : h.eps1;
+    const bool paper = h.mode == AdafactorMode::paper;
+    for (Slot& s : slots) {
+      check_interrupt();
+      const double t = static_cast<double>(s.t);
+      cuda::AdafactorArgs a{};
+      a.factored = Dims(s.param.shape).factored;
+      a.paper = paper;
+      a.use_m = paper && h.beta1 > 0;
+      a.scale_parameter = h.scale_parameter;
+      a.maximize = h.maximize;
+      a.w = std::pow(t, h.beta2_decay);
+      a.add = paper ? eps1 : 0.0;
+      a.eps1 = eps1;
+      a.rho = (paper && !h.relative_step) ? h.lr : std::min(h.lr, 1.0 / std::pow(t, 0.5));
+      a.lr = h.lr;
+      a.weight_decay = h.weight_decay;
+      a.eps2 = h.eps2;
+      a.d = h.d;
+      a.beta1 = h.beta1;
+      cuda::adafactor_step(a, s, stream);
+      s.done = true;
+    }
   }
   void step(const Hyper& hyper, std::vector<Slot>& slots, Allocator&) const override {
     if (slots.empty()) return;

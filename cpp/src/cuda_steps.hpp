@@ -23,4 +23,14 @@ void adagrad_step(const Hyper& h, std::vector<Slot>& slots, const States& st, si
 void sgd_step(const Hyper& h, std::vector<Slot>& slots, const States& st, size_t first_buffer, void* stream);
 void signsgd_step(const Hyper& h, std::vector<Slot>& slots, const States& st, size_t first_buffer, void* stream);
 
+// Adafactor, one parameter (C-contiguous; the caller checked): everything the step needs from
+// the hyperparameters and the step count, resolved on the host (../src/adafactor.cpp).
+struct AdafactorArgs {
+  bool factored, paper, use_m, scale_parameter, maximize;
+  double w;    // t^beta2_decay
+  double add;  // eps1 inside the averages (paper mode), else 0
+  double eps1, rho, lr, weight_decay, eps2, d, beta1;
+};
+void adafactor_step(const AdafactorArgs& a, Slot& s, void* stream);
+
 }  // namespace adapprox::cuda

@@ -23,6 +23,7 @@ void rmsprop_step(const Hyper&, std::vector<Slot>&, const States&, size_t, void*
 void adagrad_step(const Hyper&, std::vector<Slot>&, const States&, size_t, void*) { unavailable(); }
 void sgd_step(const Hyper&, std::vector<Slot>&, const States&, size_t, void*) { unavailable(); }
 void signsgd_step(const Hyper&, std::vector<Slot>&, const States&, size_t, void*) { unavailable(); }
+void adafactor_step(const AdafactorArgs&, Slot&, void*) { unavailable(); }
 
 }  // namespace adapprox::cuda
 #endif
