@@ -164,6 +164,9 @@ def test_short_for_compute_sanitizer():
             p = torch.nn.Parameter(torch.randn(shape, device="cuda"))
             p.grad = torch.randn_like(p)
             at.Adafactor([p], **kw).step()
+    p = torch.nn.Parameter(torch.randn(64, 48, device="cuda"))
+    p.grad = torch.randn_like(p)
+    at.Adapprox([p], rank=2, max_rank=8).step()
     torch.cuda.synchronize()
 
 
@@ -220,3 +223,52 @@ def test_adafactor_on_cuda_refuses_channels_last():
     with pytest.raises(ValueError, match="C-contiguous"):
         at.Adafactor([w]).step()
     assert torch.equal(w.detach(), before)
+
+
+def _low_rank_grads(m, n, rank, steps, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(m, rank, generator=g) @ torch.randn(rank, n, generator=g) / rank for _ in range(steps)]
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(betas=(0.0, 0.999)), dict(betas=(0.9, 0.999), cosine_guidance=True),
+                                dict(weight_decay=0.1, maximize=True)], ids=["default", "b1=0", "guided", "wd"])
+def test_adapprox_cuda_matches_the_cpu_path_where_the_factorization_is_exact(kw):
+    """Gradients of rank 2 (G∘G of rank <= 3): both paths recover V exactly at the same rank, so
+    they agree to float32 rounding (the sketches differ in their last bits: CUDA's log and cos)."""
+    shapes = [(96, 80), (40, 3, 4), (50,)]
+    grads = [_low_rank_grads(s[0], int(torch.tensor(s[1:]).prod()) if len(s) > 1 else 1, 2, 5, i) for i, s in
+             enumerate(shapes)]
+    runs = {}
+    for device in ("cpu", "cuda"):
+        g0 = torch.Generator().manual_seed(9)
+        ps = [torch.nn.Parameter(torch.randn(s, generator=g0).to(device)) for s in shapes]
+        opt = at.Adapprox(ps, lr=0.01, rank=1, max_rank=8, tol=1e-3, **kw)
+        for t in range(5):
+            for p, gs in zip(ps, grads):
+                p.grad = gs[t].reshape(p.shape).to(device)
+            opt.step()
+        runs[device] = (ps, opt)
+    (cp, co), (gp, go) = runs["cpu"], runs["cuda"]
+    for a, b in zip(cp, gp):
+        torch.testing.assert_close(b.detach().cpu(), a.detach(), rtol=1e-4, atol=1e-5)
+        sa, sb = co.state[a], go.state[b]
+        if "factor_q" in sa:
+            assert sa["factor_q"].shape == sb["factor_q"].shape, "the ranks chosen differ"
+            assert sb["factor_q"].is_cuda and sb["factor_u"].is_cuda
+            va = sa["factor_q"] @ sa["factor_u"].T
+            vb = (sb["factor_q"] @ sb["factor_u"].T).cpu()
+            torch.testing.assert_close(vb, va, rtol=1e-4, atol=1e-6 * va.abs().max().item())
+
+
+def test_adapprox_cuda_rank_grows_and_refuses_bf16():
+    p = torch.nn.Parameter(torch.randn(300, 200, device="cuda"))
+    opt = at.Adapprox([p], lr=1e-3, tol=1e-3, max_rank=32)
+    for _ in range(3):
+        p.grad = torch.randn_like(p)
+        opt.step()
+    assert opt.state[p]["factor_q"].shape[1] > 1 and opt.state[p]["factor_q"].is_cuda
+    assert torch.isfinite(p).all()
+    w = torch.nn.Parameter(torch.randn(30, 20, device="cuda", dtype=torch.bfloat16))
+    w.grad = torch.randn_like(w)
+    with pytest.raises(ValueError, match="float32"):
+        at.Adapprox([w]).step()

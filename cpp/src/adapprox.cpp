@@ -10,6 +10,7 @@
 #include <memory>
 #include <sstream>
 
+#include "adapprox_parts.hpp"
 #include "algorithms.hpp"
 #include "as_rsi_impl.hpp"
 #include "row_kernels.hpp"
@@ -23,55 +24,12 @@ using MatF = Mat<float>;
 
 namespace {
 
-struct AdapproxHyper {
-  double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double clip_threshold = 1.0;  // d; +inf disables the RMS clip
-  double weight_decay = 0.0;    // decoupled, scaled by lr (as AdamW)
-  RsiOptions rsi;               // rank, min_rank, max_rank, tol, oversample, power_iters, seed
-  bool cosine_guidance = false;
-  bool maximize = false;
-};
+using namespace adapprox_parts;
 
-AdapproxHyper native(const Hyper& h) {
-  AdapproxHyper a;
-  a.lr = h.at("lr");
-  a.beta1 = h.at("beta1");
-  a.beta2 = h.at("beta2");
-  a.eps = h.at("eps");
-  a.clip_threshold = h.at("clip_threshold");
-  a.weight_decay = h.at("weight_decay");
-  a.rsi.rank = static_cast<int>(h.at("rank"));
-  a.rsi.min_rank = static_cast<int>(h.at("min_rank"));
-  a.rsi.max_rank = static_cast<int>(h.at("max_rank"));
-  a.rsi.tol = h.at("tol");
-  a.rsi.oversample = static_cast<int>(h.at("oversample"));
-  a.rsi.power_iters = static_cast<int>(h.at("power_iters"));
-  a.rsi.seed = static_cast<uint64_t>(h.at("seed"));
-  a.cosine_guidance = h.at("cosine_guidance") != 0;
-  a.maximize = h.at("maximize") != 0;
-  return a;
+kernels::UpdateRow row_args(const AdapproxHyper& h, float scale) {
+  const math::AdapproxUpdate a = update_args(h, scale);
+  return kernels::UpdateRow{a.b1, a.eps, a.lr, a.wd, a.scale, a.sign};
 }
-
-// The 2-D view of a parameter: factored (shape[0], rest) for >= 2-D parameters with elements,
-// else (1, numel) with a dense second moment.
-struct View {
-  bool factored;
-  int64_t rows, cols;
-  explicit View(const std::vector<int64_t>& shape) {
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
-    factored = shape.size() >= 2 && numel > 0;
-    rows = factored ? shape[0] : 1;
-    cols = factored ? numel / shape[0] : numel;
-  }
-};
-
-// Schema positions after "step".
-constexpr size_t kQ = 1, kU = 2;  // factored parameters
-constexpr size_t kV = 1;          // 0-D/1-D parameters
 
 struct Sums3 {
   double v[3] = {0, 0, 0};  // sum m*mhat, sum m*m, sum mhat*mhat (cosine guidance)
@@ -236,17 +194,11 @@ class EmaOperator final : public detail::Operator<float> {
   mutable Stats stats_;
 };
 
-float clip_scale(double sum_sq, int64_t count, double d) {
-  const double rms = count > 0 ? std::sqrt(sum_sq / count) : 0.0;
-  return static_cast<float>(1.0 / std::max(1.0, rms / d));
-}
-
 // s = (1 + cos(M_t, Mhat_t)) / 2: our reading of "cosine-similarity guidance" (see README).
 float guidance_scale(const std::vector<Sums3>& parts) {
   double dot = 0, mm = 0, hh = 0;
   for (const auto& p : parts) dot += p.v[0], mm += p.v[1], hh += p.v[2];
-  if (mm <= 0 || hh <= 0) return 1.0f;
-  return static_cast<float>(0.5 * (1.0 + dot / std::sqrt(mm * hh)));
+  return guidance_from(dot, mm, hh);
 }
 
 // theta -= lr * (s * M + wd * theta), once s is known.
@@ -254,11 +206,6 @@ void apply_guided_theta(const kernels::UpdateRow& a, float* m, float* theta, int
   parallel_chunks(count, tuning::kGuidedUpdateGrain, [&](int, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) theta[i] = theta[i] - a.lr * (s * m[i] + a.wd * theta[i]);
   });
-}
-
-kernels::UpdateRow update_args(const AdapproxHyper& h, float scale) {
-  return kernels::UpdateRow{static_cast<float>(h.beta1), static_cast<float>(h.eps), static_cast<float>(h.lr),
-                            static_cast<float>(h.weight_decay), scale, h.maximize ? -1.0f : 1.0f};
 }
 
 [[noreturn]] void fail(const std::string& who, const std::string& what) {
@@ -301,7 +248,7 @@ void step_factored(Slot& s, size_t slot, const View& v, float* theta, const floa
   }
 
   // 2. Elementwise update with this step's V_t (old factors): one more pass over G.
-  const kernels::UpdateRow a = update_args(h, clip_scale(op.mhat_sq(), m * n, h.clip_threshold));
+  const kernels::UpdateRow a = row_args(h, clip_scale(op.mhat_sq(), m * n, h.clip_threshold));
   const bool guided = h.cosine_guidance && mom;
   std::vector<Sums3> cos;
   op.update(a, mom, theta, guided, cos);
@@ -322,7 +269,7 @@ void step_dense(float* theta, const float* g, float* v, float* mom, int64_t coun
   // v_t = b2 v + (1 - b2) g^2 (dense, already nonnegative)
   for (int64_t i = 0; i < count; ++i) v[i] = b2 * v[i] + (1 - b2) * (g[i] * g[i]);
   const double total = kernels::mhat_sq_row(g, v, count, static_cast<float>(h.eps));
-  const kernels::UpdateRow a = update_args(h, clip_scale(total, count, h.clip_threshold));
+  const kernels::UpdateRow a = row_args(h, clip_scale(total, count, h.clip_threshold));
   const bool guided = h.cosine_guidance && mom;
   std::vector<Sums3> cos(1);
   kernels::update_row(a, g, v, count, mom, theta, !guided, guided ? cos[0].v : nullptr);
@@ -402,6 +349,10 @@ class Adapprox final : public Algorithm {
     return s;
   }
   void check_state(const Hyper&, const Slot& s, const std::string& who) const override {
+    if (s.param.device.kind == Device::cuda && (s.param.dtype != DType::f32 || !s.param.contiguous()))
+      throw Error(ErrorKind::value, who + ": Adapprox on CUDA steps C-contiguous float32 parameters (got " +
+                                        dtype_name(s.param.dtype) + (s.param.contiguous() ? "" : ", strided") +
+                                        "); adapprox never converts or copies behind your back");
     const View v(s.param.shape);
     if (!v.factored) return;
     const TensorRef &q = s.state[kQ], &u = s.state[kU];
@@ -424,6 +375,14 @@ class Adapprox final : public Algorithm {
       fail(who, "state 'factor_q' has rank " + std::to_string(k) + ", more than min(m, n) = " +
                     std::to_string(std::min(v.rows, v.cols)) + " for the " + std::to_string(v.rows) + " x " +
                     std::to_string(v.cols) + " view of the parameter");
+  }
+  void step_cuda(const Hyper& hyper, std::vector<Slot>& slots, Allocator& alloc, void* stream) const override {
+    const AdapproxHyper h = native(hyper);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      check_interrupt();
+      step_one_cuda(slots[i], i, h, alloc, stream);
+      slots[i].done = true;
+    }
   }
   void step(const Hyper& hyper, std::vector<Slot>& slots, Allocator& alloc) const override {
     const AdapproxHyper h = native(hyper);

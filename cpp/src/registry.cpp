@@ -50,6 +50,13 @@ const std::vector<const Algorithm*>& all_algorithms() {
   return all;
 }
 
+TensorRef Allocator::allocate_on(const Device& device, void*, size_t slot, size_t buffer, DType dtype,
+                                 const std::vector<int64_t>& shape) {
+  if (device.kind == Device::cpu) return allocate(slot, buffer, dtype, shape);
+  throw Error(ErrorKind::device, "this allocator gives host memory only; a step on " + device_str(device) + " needs one "
+                                 "that allocates there");
+}
+
 void Algorithm::step_cuda(const Hyper&, std::vector<Slot>&, Allocator&, void*) const {
   throw Error(ErrorKind::device, name() + " runs on the CPU only (it has no CUDA step); move its parameters and "
                                           "gradients to the CPU");
@@ -118,6 +125,7 @@ DType math_dtype(DType param) { return param == DType::f64 ? DType::f64 : DType:
 }  // namespace algorithms
 }  // namespace adapprox
 
+#include "adapprox/cuda.hpp"
 #include "adapprox/owned_buffer.hpp"
 
 namespace adapprox {
@@ -128,8 +136,29 @@ OwnedBuffer::OwnedBuffer(DType t, std::vector<int64_t> s) : dtype(t), shape(std:
   bytes.assign(static_cast<size_t>(n) * dtype_size(t), 0);
 }
 
+OwnedBuffer::OwnedBuffer(DType t, std::vector<int64_t> s, Device on, void* stream)
+    : dtype(t), shape(std::move(s)), device(on) {
+  if (on.kind == Device::cpu) {
+    *this = OwnedBuffer(t, shape);
+    return;
+  }
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  const int index = on.index;
+  void* p = cuda::alloc_zeroed(static_cast<size_t>(n) * dtype_size(t), index, stream);
+  device_data = std::shared_ptr<void>(p, [index](void* q) { cuda::release(q, index); });
+}
+
 TensorRef CollectingAllocator::allocate(size_t slot, size_t buffer, DType dtype, const std::vector<int64_t>& shape) {
-  auto buf = std::make_unique<OwnedBuffer>(dtype, shape);
+  return keep(slot, buffer, std::make_unique<OwnedBuffer>(dtype, shape));
+}
+
+TensorRef CollectingAllocator::allocate_on(const Device& device, void* stream, size_t slot, size_t buffer, DType dtype,
+                                           const std::vector<int64_t>& shape) {
+  return keep(slot, buffer, std::make_unique<OwnedBuffer>(dtype, shape, device, stream));
+}
+
+TensorRef CollectingAllocator::keep(size_t slot, size_t buffer, std::unique_ptr<OwnedBuffer> buf) {
   const TensorRef r = buf->ref();
   std::lock_guard<std::mutex> lock(mu_);
   for (Item& it : items_)

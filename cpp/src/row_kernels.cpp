@@ -4,6 +4,7 @@
 
 #include "adapprox/tuning.hpp"
 #include "isa_dispatch.hpp"
+#include "math/adapprox.hpp"
 
 // Each kernel is written once (namespace impl) and run through with_best_isa, which compiles it
 // for every instruction set with contraction off: every level rounds alike (adapprox/isa.hpp).
@@ -12,10 +13,11 @@ namespace impl {
 
 constexpr int kLanes = tuning::kFloatReductionLanes;
 
-// A zero denominator happens only where g = 0 (b2 < 1), so g / safe(d) is then exactly 0. NaN
-// passes through (a non-finite gradient must show in the parameter, never only in the factors).
-// A select instead of a branch keeps the loops vectorisable.
-inline float safe(float d) { return d == 0 ? 1.0f : d; }
+// The per-element math (den, Mhat, the update) is math/adapprox.hpp, shared with the CUDA kernels;
+// its selects instead of branches keep these loops vectorisable.
+using math::ema_den;
+using math::ema_value;
+using math::mhat_of;
 // Reductions keep kLanes independent partial sums: they vectorise without -ffast-math.
 
 inline double square_row(const float* __restrict g, int64_t n, float* __restrict sq) {
@@ -81,20 +83,19 @@ inline double den_row(const float* __restrict q, const float* __restrict ut, int
 }
 
 inline double den_finish(float* __restrict den, const float* __restrict sq, int64_t n, float b2) {
-  const float a = 1 - b2;
   float acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
     for (int l = 0; l < kLanes; ++l) {
-      const float r = den[j + l], v = b2 * r + a * sq[j + l];
+      const float r = den[j + l], v = ema_value(r, sq[j + l], b2);
       acc[l] += v * v;
-      den[j + l] = b2 * std::fabs(r) + a * sq[j + l];
+      den[j + l] = ema_den(r, sq[j + l], b2);
     }
   double total = 0;
   for (; j < n; ++j) {
-    const float r = den[j], v = b2 * r + a * sq[j];
+    const float r = den[j], v = ema_value(r, sq[j], b2);
     total += double(v) * v;
-    den[j] = b2 * std::fabs(r) + a * sq[j];
+    den[j] = ema_den(r, sq[j], b2);
   }
   for (float x : acc) total += x;
   return total;
@@ -105,12 +106,12 @@ inline double mhat_sq_row(const float* __restrict g, const float* __restrict den
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
     for (int l = 0; l < kLanes; ++l) {
-      const float x = g[j + l] / safe(std::sqrt(den[j + l]) + eps);
+      const float x = mhat_of(g[j + l], den[j + l], eps);
       acc[l] += x * x;
     }
   double total = 0;
   for (; j < n; ++j) {
-    const float x = g[j] / safe(std::sqrt(den[j]) + eps);
+    const float x = mhat_of(g[j], den[j], eps);
     total += double(x) * x;
   }
   for (float a : acc) total += a;
@@ -122,14 +123,14 @@ inline void update_row(const UpdateRow& a, const float* __restrict g, const floa
   const float k = a.scale * a.sign, b1 = a.b1, c1 = 1 - a.b1, eps = a.eps, lr = a.lr, wd = a.wd;
   if (!m) {
     for (int64_t j = 0; j < n; ++j) {
-      const float mh = k * (g[j] / safe(std::sqrt(den[j]) + eps));
+      const float mh = k * mhat_of(g[j], den[j], eps);
       theta[j] = theta[j] - lr * (mh + wd * theta[j]);
     }
     return;
   }
   if (write_theta) {
     for (int64_t j = 0; j < n; ++j) {
-      const float mh = k * (g[j] / safe(std::sqrt(den[j]) + eps));
+      const float mh = k * mhat_of(g[j], den[j], eps);
       const float mj = b1 * m[j] + c1 * mh;
       m[j] = mj;
       theta[j] = theta[j] - lr * (mj + wd * theta[j]);
@@ -137,7 +138,7 @@ inline void update_row(const UpdateRow& a, const float* __restrict g, const floa
     return;
   }
   for (int64_t j = 0; j < n; ++j) {  // cosine guidance: moments and sums only, theta later
-    const float mh = k * (g[j] / safe(std::sqrt(den[j]) + eps));
+    const float mh = k * mhat_of(g[j], den[j], eps);
     const float mj = b1 * m[j] + c1 * mh;
     m[j] = mj;
     cos[0] += double(mj) * mh;

@@ -159,6 +159,10 @@ class OffsetAllocator final : public Allocator {
   TensorRef allocate(size_t slot, size_t buffer, DType dtype, const std::vector<int64_t>& shape) override {
     return inner_.allocate(base_ + slot, buffer, dtype, shape);
   }
+  TensorRef allocate_on(const Device& device, void* stream, size_t slot, size_t buffer, DType dtype,
+                        const std::vector<int64_t>& shape) override {
+    return inner_.allocate_on(device, stream, base_ + slot, buffer, dtype, shape);
+  }
 
  private:
   Allocator& inner_;

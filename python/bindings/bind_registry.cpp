@@ -46,8 +46,9 @@ py::capsule export_buffer(std::unique_ptr<OwnedBuffer> buf) {
   e->shape = buf->shape;
   e->buf = std::move(buf);
   dlpack::Tensor& t = e->managed.dl_tensor;
-  t.data = e->buf->bytes.empty() ? nullptr : e->buf->bytes.data();
-  t.device = {dlpack::kDLCPU, 0};
+  t.data = e->buf->data();
+  t.device = e->buf->device.kind == Device::cuda ? dlpack::Device{dlpack::kDLCUDA, e->buf->device.index}
+                                                  : dlpack::Device{dlpack::kDLCPU, 0};
   t.ndim = static_cast<int32_t>(e->shape.size());
   const DType d = e->buf->dtype;
   t.dtype = {static_cast<uint8_t>(d == DType::bf16 ? dlpack::kDLBfloat : dlpack::kDLFloat),

@@ -14,17 +14,24 @@ namespace adapprox {
 struct OwnedBuffer {
   DType dtype = DType::f32;
   std::vector<int64_t> shape;
-  AlignedBytes bytes;  // zero-filled, cache-line aligned
+  AlignedBytes bytes;                 // host: zero-filled, cache-line aligned
+  Device device{};                    // where the data is
+  std::shared_ptr<void> device_data;  // CUDA: zero-filled device memory (cuda::alloc_zeroed)
 
   OwnedBuffer() = default;
   OwnedBuffer(DType t, std::vector<int64_t> s);
-  TensorRef ref() { return TensorRef{bytes.empty() ? nullptr : bytes.data(), dtype, shape, {}}; }
+  // On a CUDA device, allocated (zero-filled) in the order of `stream`.
+  OwnedBuffer(DType t, std::vector<int64_t> s, Device on, void* stream);
+  void* data() { return device.kind == Device::cuda ? device_data.get() : (bytes.empty() ? nullptr : bytes.data()); }
+  TensorRef ref() { return TensorRef{data(), dtype, shape, {}, device}; }
 };
 
 // An Allocator that keeps what it hands out until the front takes it with take().
 class CollectingAllocator final : public Allocator {
  public:
   TensorRef allocate(size_t slot, size_t buffer, DType dtype, const std::vector<int64_t>& shape) override;
+  TensorRef allocate_on(const Device& device, void* stream, size_t slot, size_t buffer, DType dtype,
+                        const std::vector<int64_t>& shape) override;
   struct Item {
     size_t slot, buffer;
     std::unique_ptr<OwnedBuffer> buf;
@@ -32,6 +39,7 @@ class CollectingAllocator final : public Allocator {
   std::vector<Item> take();
 
  private:
+  TensorRef keep(size_t slot, size_t buffer, std::unique_ptr<OwnedBuffer> buf);
   std::mutex mu_;
   std::vector<Item> items_;
 };

@@ -66,6 +66,10 @@ class Allocator {
  public:
   virtual ~Allocator() = default;
   virtual TensorRef allocate(size_t slot, size_t buffer, DType dtype, const std::vector<int64_t>& shape) = 0;
+  // The same on `device` (CUDA: allocated in the order of `stream`); the default gives host
+  // memory only and refuses a device with Error(device).
+  virtual TensorRef allocate_on(const Device& device, void* stream, size_t slot, size_t buffer, DType dtype,
+                                const std::vector<int64_t>& shape);
 };
 
 class Algorithm {
