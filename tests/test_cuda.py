@@ -272,3 +272,59 @@ def test_adapprox_cuda_rank_grows_and_refuses_bf16():
     w.grad = torch.randn_like(w)
     with pytest.raises(ValueError, match="float32"):
         at.Adapprox([w]).step()
+
+
+def _cuda_lib():
+    import ctypes
+    path = os.environ.get("ADAPPROX_LIB")
+    if not path:
+        if EXPECT_GPU:
+            pytest.fail("ADAPPROX_EXPECT_GPU=1 but ADAPPROX_LIB (the CUDA build's libadapprox.so) is not set")
+        pytest.skip("ADAPPROX_LIB is not set (tools/gpu_check.sh sets it to the CUDA build's libadapprox.so)")
+    lib = ctypes.CDLL(path)
+    lib.adx_last_error.restype = ctypes.c_char_p
+    lib.adx_create.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.adx_step_on_stream.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                       ctypes.c_double, ctypes.c_void_p]
+    lib.adx_destroy.argtypes = [ctypes.c_void_p]
+    lib.adx_state_size.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+    lib.adx_state_save.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
+    return lib
+
+
+def test_c_abi_steps_cuda_tensors_on_a_stream():
+    import ctypes
+    from test_c_abi_interop import DLTensor
+    lib = _cuda_lib()
+    keep = []
+
+    def dl(t):
+        shape = (ctypes.c_int64 * t.dim())(*t.shape)
+        keep.append(shape)
+        d = DLTensor()
+        d.data, d.ndim, d.code, d.bits, d.lanes, d.shape = t.data_ptr(), t.dim(), 2, 32, 1, shape
+        d.device_type, d.device_id = (2, t.device.index) if t.is_cuda else (1, 0)
+        return d
+
+    def run(device, spec="adagrad:lr=0.1,initial_accumulator_value=0.5"):
+        h = ctypes.c_void_p()
+        assert lib.adx_create(spec.encode(), ctypes.byref(h)) == 0, lib.adx_last_error()
+        g = torch.Generator().manual_seed(3)
+        ps = [torch.randn(s, generator=g).to(device) for s in [(64, 33), (7,)]]
+        for _ in range(3):
+            gs = [torch.randn(p.shape, generator=g).to(device) for p in ps]
+            stream = torch.cuda.current_stream().cuda_stream if device == "cuda" else None
+            st = lib.adx_step_on_stream(h, (DLTensor * 2)(*map(dl, ps)), (DLTensor * 2)(*map(dl, gs)), 2, -1.0, stream)
+            assert st == 0, lib.adx_last_error()
+        torch.cuda.synchronize()
+        size = ctypes.c_size_t()
+        assert lib.adx_state_size(h, ctypes.byref(size)) == 0
+        buf, written = ctypes.create_string_buffer(size.value), ctypes.c_size_t()
+        assert lib.adx_state_save(h, buf, size, ctypes.byref(written)) == 0
+        lib.adx_destroy(h)
+        return [p.cpu() for p in ps], buf.raw[: written.value]
+
+    cpu_ps, cpu_state = run("cpu")
+    gpu_ps, gpu_state = run("cuda")
+    assert all(torch.equal(a, b) for a, b in zip(cpu_ps, gpu_ps))
+    assert cpu_state == gpu_state  # device state copied back byte for byte

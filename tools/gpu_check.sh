@@ -45,7 +45,7 @@ stage ctest 120 ctest --test-dir "$b" --output-on-failure
 rm -rf "$b/stage" && mkdir -p "$b/stage/adapprox"
 for f in python/adapprox/*; do ln -s "$PWD/$f" "$b/stage/adapprox/"; done
 cp "$b"/python/bindings/_core*.so "$b/stage/adapprox/" 2>> "$report"
-export PYTHONPATH="$PWD/$b/stage" ADAPPROX_EXPECT_GPU=1
+export PYTHONPATH="$PWD/$b/stage" ADAPPROX_EXPECT_GPU=1 ADAPPROX_LIB="$PWD/$b/cpp/libadapprox.so"
 stage gpu-tests 240 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 stage memcheck 180 compute-sanitizer --tool memcheck --error-exitcode 1 "$py" -m pytest -q -p no:cacheprovider \
   tests/test_cuda.py -k short

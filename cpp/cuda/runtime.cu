@@ -1,4 +1,6 @@
 // The CUDA backend's runtime entry points (adapprox/cuda.hpp).
+#include <algorithm>
+
 #include "adapprox/cuda.hpp"
 #include "runtime.cuh"
 
@@ -45,6 +47,36 @@ void release(void* p, int device) {
   if (!p) return;
   DeviceGuard on(device);
   cudaFree(p);  // waits for the work queued on it
+}
+
+namespace {
+template <class T>
+__global__ void fill_kernel(T* p, int64_t count, T value) {
+  for (int64_t i = int64_t(blockIdx.x) * 256 + threadIdx.x; i < count; i += int64_t(gridDim.x) * 256) p[i] = value;
+}
+}  // namespace
+
+void fill(void* p, int64_t count, int dtype_bytes, double value, int device, void* stream) {
+  if (count == 0) return;
+  DeviceGuard on(device);
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((count + 255) / 256, 4096));
+  if (dtype_bytes == 8) fill_kernel<double><<<blocks, 256, 0, as_stream(stream)>>>(static_cast<double*>(p), count, value);
+  else fill_kernel<float><<<blocks, 256, 0, as_stream(stream)>>>(static_cast<float*>(p), count, static_cast<float>(value));
+  check(cudaGetLastError(), "fill");
+}
+
+void to_host(void* dst, const void* src, size_t bytes, int device, void* stream) {
+  if (bytes == 0) return;
+  DeviceGuard on(device);
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, as_stream(stream)), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(as_stream(stream)), "cudaStreamSynchronize");
+}
+
+void to_device(void* dst, const void* src, size_t bytes, int device, void* stream) {
+  if (bytes == 0) return;
+  DeviceGuard on(device);
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, as_stream(stream)), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(as_stream(stream)), "cudaStreamSynchronize");
 }
 
 }  // namespace adapprox::cuda

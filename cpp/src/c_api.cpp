@@ -64,8 +64,9 @@ adx_status guarded(Fn&& fn) {
 
 // A caller's DLTensor as the core's view, or an Error naming it.
 adapprox::TensorRef view_of(const adx_DLTensor& t, const std::string& who) {
-  if (t.device.device_type != 1) throw Error(ErrorKind::device, who + ": not a CPU tensor (device_type " +
-                                                                     std::to_string(t.device.device_type) + ")");
+  if (t.device.device_type != 1 && t.device.device_type != 2)
+    throw Error(ErrorKind::device, who + ": device_type " + std::to_string(t.device.device_type) +
+                                       " is neither the CPU (1) nor CUDA (2)");
   if (t.ndim < 0 || t.ndim > 32) throw Error(ErrorKind::shape, who + ": ndim out of range");
   if (t.ndim > 0 && !t.shape) throw Error(ErrorKind::shape, who + ": shape is NULL");
   DType dt;
@@ -79,6 +80,7 @@ adapprox::TensorRef view_of(const adx_DLTensor& t, const std::string& who) {
   r.dtype = dt;
   r.shape.assign(t.shape, t.shape + t.ndim);
   r.data = static_cast<char*>(t.data) + t.byte_offset;
+  if (t.device.device_type == 2) r.device = adapprox::Device{adapprox::Device::cuda, t.device.device_id};
   check_size(r, who);  // before any arithmetic on the shape
   if (r.numel() > 0) {
     if (!t.data) throw Error(ErrorKind::value, who + ": data is NULL");
@@ -135,6 +137,11 @@ adx_status adx_spec_keys(const char* name, char* buf, size_t capacity, size_t* n
 
 adx_status adx_step(adx_optimizer* opt, const adx_DLTensor* params, const adx_DLTensor* grads, size_t count,
                     double lr) {
+  return adx_step_on_stream(opt, params, grads, count, lr, nullptr);
+}
+
+adx_status adx_step_on_stream(adx_optimizer* opt, const adx_DLTensor* params, const adx_DLTensor* grads, size_t count,
+                              double lr, void* stream) {
   if (!opt) return fail(ADX_ERR_NULL, "opt is NULL");
   if (count > 0 && (!params || !grads)) return fail(ADX_ERR_NULL, std::string(!params ? "params" : "grads") + " is NULL");
   return guarded([&] {
@@ -143,7 +150,7 @@ adx_status adx_step(adx_optimizer* opt, const adx_DLTensor* params, const adx_DL
       p[i] = view_of(params[i], "params[" + std::to_string(i) + "]");
       g[i] = view_of(grads[i], "grads[" + std::to_string(i) + "]");
     }
-    opt->impl->step(p, g, lr);
+    opt->impl->step(p, g, lr, stream);
   });
 }
 

@@ -18,6 +18,9 @@ bool built() { return false; }
 void require_device(int) { unavailable(); }
 void* alloc_zeroed(size_t, int, void*) { unavailable(); }
 void release(void*, int) {}
+void fill(void*, int64_t, int, double, int, void*) { unavailable(); }
+void to_host(void*, const void*, size_t, int, void*) { unavailable(); }
+void to_device(void*, const void*, size_t, int, void*) { unavailable(); }
 void adam_step(const Hyper&, std::vector<Slot>&, const States&, size_t, bool, void*) { unavailable(); }
 void nadam_step(const Hyper&, std::vector<Slot>&, const States&, size_t, void*) { unavailable(); }
 void rmsprop_step(const Hyper&, std::vector<Slot>&, const States&, size_t, void*) { unavailable(); }

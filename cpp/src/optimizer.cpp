@@ -6,6 +6,7 @@
 #include <cstring>
 #include <optional>
 
+#include "adapprox/cuda.hpp"
 #include "adapprox/owned_buffer.hpp"
 #include "adapprox/registry.hpp"
 
@@ -86,7 +87,8 @@ Hyper Optimizer::hyper() const {
   return h_;
 }
 
-void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr) {
+void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr,
+                     void* stream) {
   std::lock_guard<std::mutex> hold(mu_);
   if (grads.size() != params.size()) throw Error(ErrorKind::shape, "params and grads differ in count");
   if (!shapes_.empty() && params.size() != shapes_.size())
@@ -99,19 +101,32 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
   if (lr >= 0) h["lr"] = lr;
   h = complete_hyper(algo_, h);
   std::vector<std::unique_ptr<ParamState>> fresh(params.size());
+  // State on another device than its parameter (loaded state, or parameters moved) is copied to
+  // the parameter's device into `moved`, which replaces it only once the step succeeded.
+  std::vector<std::vector<std::unique_ptr<OwnedBuffer>>> moved(params.size());
   std::vector<Slot> slots(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     ParamState* st = i < states_.size() ? states_[i].get() : nullptr;
     if (st && params[i].shape != shapes_[i])
       throw Error(ErrorKind::shape, "params[" + std::to_string(i) + "]: shape " + shape_str(params[i].shape) +
                                         " differs from its state's " + shape_str(shapes_[i]));
+    const Device dev = params[i].device;
+    const auto schema = state_schema(algo_, h, params[i].shape, params[i].dtype);
+    // Scalar state (step, mu_product) stays on the host; the rest lives with the parameter.
+    auto home = [&](const BufferSpec& b) { return b.shape.empty() && !b.like_param ? Device{} : dev; };
     if (!st) {  // created for this step, kept only if it succeeds
       fresh[i] = std::make_unique<ParamState>();
-      for (const BufferSpec& b : state_schema(algo_, h, params[i].shape, params[i].dtype)) {
+      for (const BufferSpec& b : schema) {
         if (b.name == kStepBuffer) {
           fresh[i]->buffers.push_back(step_scalar(0));
         } else if (b.resized) {
           fresh[i]->buffers.emplace_back();
+        } else if (home(b).kind == Device::cuda) {
+          fresh[i]->buffers.push_back(std::make_unique<OwnedBuffer>(b.dtype, b.shape, dev, stream));
+          OwnedBuffer& ob = *fresh[i]->buffers.back();
+          int64_t count = 1;
+          for (int64_t d : b.shape) count *= d;
+          if (b.fill != 0) cuda::fill(ob.data(), count, dtype_size(b.dtype), b.fill, dev.index, stream);
         } else {
           fresh[i]->buffers.push_back(std::make_unique<OwnedBuffer>(b.dtype, b.shape));
           fill_buffer(*fresh[i]->buffers.back(), b.fill);
@@ -119,11 +134,19 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
       }
       st = fresh[i].get();
       slots[i].fresh = true;
+    } else {
+      moved[i].resize(st->buffers.size());
+      for (size_t k = 0; k < st->buffers.size() && k < schema.size(); ++k)
+        if (st->buffers[k] && st->buffers[k]->device != home(schema[k]))
+          moved[i][k] = st->buffers[k]->copy_to(home(schema[k]), stream);
     }
     slots[i].param = params[i];
     slots[i].grad = grads[i];
     slots[i].index = i;
-    for (auto& b : st->buffers) slots[i].state.push_back(b ? b->ref() : absent_buffer());
+    for (size_t k = 0; k < st->buffers.size(); ++k) {
+      OwnedBuffer* b = k < moved[i].size() && moved[i][k] ? moved[i][k].get() : st->buffers[k].get();
+      slots[i].state.push_back(b ? b->ref() : absent_buffer());
+    }
   }
   CollectingAllocator alloc;
   bool stopped = false;
@@ -131,7 +154,7 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
     std::optional<InterruptScope> scope;  // else a scope of the caller's, if any, applies
     if (interrupt_poll_) scope.emplace(interrupt_poll_, interrupt_ctx_);
     try {
-      adapprox::step(algo_, h, slots, alloc);
+      adapprox::step(algo_, h, slots, alloc, stream);
     } catch (const Interrupted&) {
       stopped = true;  // keep what the parameters stepped in full made, then report
     }
@@ -141,6 +164,8 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
   param_bytes_.resize(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     if (fresh[i] && slots[i].done) states_[i] = std::move(fresh[i]);
+    for (size_t k = 0; k < moved[i].size(); ++k)
+      if (moved[i][k] && slots[i].done) states_[i]->buffers[k] = std::move(moved[i][k]);
     shapes_[i] = params[i].shape;
     param_bytes_[i] = dtype_size(params[i].dtype);
   }
@@ -169,7 +194,7 @@ MemoryReport Optimizer::memory() const {
     const auto schema = algo_.schema(h_, shapes_[i], DType::f32);
     for (size_t k = 0; k < states_[i]->buffers.size(); ++k)
       if (states_[i]->buffers[k] && !(k < schema.size() && schema[k].name == kStepBuffer))
-        if (!add_size(r.state_bytes, static_cast<int64_t>(states_[i]->buffers[k]->bytes.size()), &r.state_bytes))
+        if (!add_size(r.state_bytes, static_cast<int64_t>(states_[i]->buffers[k]->nbytes()), &r.state_bytes))
           overflow();
   }
   return r;
@@ -196,7 +221,8 @@ std::vector<unsigned char> Optimizer::save() const {
         StateRecord::Buffer& out = r->buffers[schema[k].name];
         out.dtype = b->dtype;
         out.shape = b->shape;
-        out.bytes.assign(b->bytes.begin(), b->bytes.end());
+        const std::vector<unsigned char> bytes = b->host_bytes();  // device state: copied back
+        out.bytes.assign(bytes.begin(), bytes.end());
       }
     }
     records.push_back(std::move(r));

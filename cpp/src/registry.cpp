@@ -149,6 +149,27 @@ OwnedBuffer::OwnedBuffer(DType t, std::vector<int64_t> s, Device on, void* strea
   device_data = std::shared_ptr<void>(p, [index](void* q) { cuda::release(q, index); });
 }
 
+size_t OwnedBuffer::nbytes() const {
+  size_t n = dtype_size(dtype);
+  for (int64_t d : shape) n *= static_cast<size_t>(d);
+  return n;
+}
+
+std::vector<unsigned char> OwnedBuffer::host_bytes() const {
+  if (device.kind == Device::cpu) return std::vector<unsigned char>(bytes.begin(), bytes.end());
+  std::vector<unsigned char> out(nbytes());
+  cuda::to_host(out.data(), device_data.get(), out.size(), device.index, nullptr);
+  return out;
+}
+
+std::unique_ptr<OwnedBuffer> OwnedBuffer::copy_to(const Device& to, void* stream) const {
+  auto out = std::make_unique<OwnedBuffer>(dtype, shape, to, stream);
+  const std::vector<unsigned char> host = host_bytes();
+  if (to.kind == Device::cpu) std::copy(host.begin(), host.end(), out->bytes.begin());
+  else cuda::to_device(out->data(), host.data(), host.size(), to.index, stream);
+  return out;
+}
+
 TensorRef CollectingAllocator::allocate(size_t slot, size_t buffer, DType dtype, const std::vector<int64_t>& shape) {
   return keep(slot, buffer, std::make_unique<OwnedBuffer>(dtype, shape));
 }

@@ -243,12 +243,12 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
   }
 }
 
-void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, Allocator& alloc) {
+void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, Allocator& alloc, void* stream) {
   std::vector<Group> groups(1);
   groups[0].hyper = given;
   groups[0].slots = std::move(slots);
   try {
-    step_groups(algo, groups, alloc);
+    step_groups(algo, groups, alloc, stream);
   } catch (...) {
     slots = std::move(groups[0].slots);
     throw;

@@ -127,6 +127,11 @@ TEST(bad_tensors_are_refused_and_nothing_changes) {
     adx_DLTensor gpu = g2.t;
     gpu.device.device_type = 2;
     gs[1] = gpu;
+    // A gradient on cuda:0 beside a CPU parameter: refused, naming the parameter and the devices.
+    CHECK(adx_step(o, ps, gs, 2, -1) == ADX_ERR_DEVICE && message_has("params[1]") && message_has("cuda:0"));
+    adx_DLTensor metal = g2.t;
+    metal.device.device_type = 8;  // kDLMetal
+    gs[1] = metal;
     CHECK(adx_step(o, ps, gs, 2, -1) == ADX_ERR_DEVICE && message_has("grads[1]"));
     adx_DLTensor strided = p.t;
     int64_t strides[2] = {1, 4};  // a transposed view

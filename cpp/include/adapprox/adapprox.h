@@ -63,7 +63,7 @@ typedef enum {
   ADX_ERR_VALUE = 3,       /* a hyperparameter or argument out of range */
   ADX_ERR_DTYPE = 4,       /* unsupported dtype, or parameter/gradient dtypes differ */
   ADX_ERR_SHAPE = 5,       /* shapes differ, non-contiguous, or parameter list changed */
-  ADX_ERR_DEVICE = 6,      /* not a CPU tensor */
+  ADX_ERR_DEVICE = 6,      /* an unsupported device, tensors on several devices, or no CUDA here */
   ADX_ERR_STATE = 7,       /* truncated, corrupt or mismatched state buffer */
   ADX_ERR_BUFFER_SIZE = 8, /* caller's buffer is too small (the needed size is returned) */
   ADX_ERR_INTERNAL = 9,    /* out of memory or an unexpected failure */
@@ -93,6 +93,15 @@ adx_status adx_spec_keys(const char* name, char* buf, size_t capacity, size_t* n
  * parameters (count, shapes, dtypes) must stay the same from step to step. */
 adx_status adx_step(adx_optimizer* opt, const adx_DLTensor* params, const adx_DLTensor* grads, size_t count,
                     double lr);
+
+/* adx_step for CUDA tensors (device_type 2, kDLCUDA): every kernel is queued on `stream` (a
+ * cudaStream_t; NULL: the legacy default stream) and not waited for. The handle keeps each
+ * parameter's state on that parameter's device (scalar state on the host); state loaded with
+ * adx_state_load moves there at the next step, adx_state_save copies it back. All parameters of
+ * one call are on one device. A build without the CUDA backend refuses CUDA tensors with
+ * ADX_ERR_DEVICE. adx_step(...) is adx_step_on_stream(..., NULL). */
+adx_status adx_step_on_stream(adx_optimizer* opt, const adx_DLTensor* params, const adx_DLTensor* grads, size_t count,
+                              double lr, void* stream);
 
 /* A stop request for long steps (a SIGINT handler's flag, a deadline): `poll(ctx)` is called on
  * the thread running adx_step, at most every 20 ms, between units of work; nonzero stops the step

@@ -3,6 +3,7 @@
 // Error(device) saying so; a CPU-only build never links CUDA libraries.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace adapprox::cuda {
 
@@ -13,5 +14,10 @@ void require_device(int device);
 // Device memory for buffers a step creates (Adapprox's factors), zero-filled in stream order.
 void* alloc_zeroed(size_t bytes, int device, void* stream);
 void release(void* p, int device);
+// count elements of dtype (float32 or float64) set to value, in stream order.
+void fill(void* p, int64_t count, int dtype_bytes, double value, int device, void* stream);
+// Copies between host and device memory; both wait until the copy is done.
+void to_host(void* dst, const void* src, size_t bytes, int device, void* stream);
+void to_device(void* dst, const void* src, size_t bytes, int device, void* stream);
 
 }  // namespace adapprox::cuda

@@ -78,7 +78,11 @@ class Optimizer {
   // are validated before anything is written.
   // A step stopped through set_interrupt throws Interrupted: each parameter is then either
   // stepped in full (state kept) or untouched.
-  void step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr = -1);
+  // Parameters on a CUDA device are stepped with state on that device, queued on `stream`
+  // (cudaStream_t; nullptr: the legacy default stream); state saved or loaded on the host moves
+  // to the parameters' device at the next step.
+  void step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr = -1,
+            void* stream = nullptr);
   // The host's stop request for the following steps (interrupt.hpp), polled on the stepping
   // thread; nullptr: none. Steps also honour an InterruptScope of the calling thread.
   void set_interrupt(InterruptPoll poll, void* ctx);

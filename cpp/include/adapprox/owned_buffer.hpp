@@ -24,6 +24,11 @@ struct OwnedBuffer {
   OwnedBuffer(DType t, std::vector<int64_t> s, Device on, void* stream);
   void* data() { return device.kind == Device::cuda ? device_data.get() : (bytes.empty() ? nullptr : bytes.data()); }
   TensorRef ref() { return TensorRef{data(), dtype, shape, {}, device}; }
+  size_t nbytes() const;
+  // The bytes, copied to the host (waits for a device buffer).
+  std::vector<unsigned char> host_bytes() const;
+  // A copy of this buffer on `to` (the same buffer's contents, in stream order; waits).
+  std::unique_ptr<OwnedBuffer> copy_to(const Device& to, void* stream) const;
 };
 
 // An Allocator that keeps what it hands out until the front takes it with take().

@@ -114,7 +114,7 @@ std::vector<BufferSpec> state_schema(const Algorithm& algo, const Hyper& h, cons
 // no two buffers sharing memory) before anything is written, then steps and advances each
 // "step" buffer. A refused call leaves every buffer untouched. Errors name "params[i]" and the
 // buffer.
-void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, Allocator& alloc);
+void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, Allocator& alloc, void* stream = nullptr);
 
 // Several parameter groups, each with its own hyperparameters, checked all together before any
 // is stepped (a refused call leaves every group untouched). Slots are numbered across groups
