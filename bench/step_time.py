@@ -124,6 +124,28 @@ def optimizer_factories(device):
     return f, skipped, paths
 
 
+def cuda_time_split(runs, device, steps=3):
+    """On CUDA: the share of the native Adapprox rows' step time in products with V, orthonormalisation,
+    the small eigenproblem and the update (adapprox._core.adapprox_cuda_profile; each phase waits for
+    the GPU, so these steps run slower than the timed ones). None elsewhere."""
+    from adapprox import _core
+    if device.type != "cuda" or not hasattr(_core, "adapprox_cuda_profile"):
+        return None
+    out = {}
+    for name, run in runs.items():
+        if not name.startswith("adapprox ") or not isinstance(run["opt"], at.Adapprox):
+            continue
+        _core.adapprox_cuda_profile(True)
+        for _ in range(steps):
+            run["opt"].step()
+        torch.cuda.synchronize()
+        phases = _core.adapprox_cuda_profile(False)
+        total = sum(phases.values()) or 1.0
+        out[name] = {k: v / total for k, v in phases.items()}
+        print(f"{name}: time split " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in phases.items()))
+    return out
+
+
 def ratio_specs(paths):
     """(label, numerator row, denominator row, target as (op, value) or None). Targets are the
     CPU step-time targets of the other issues: pure/native >= 5 at equal rank, native rank 1 within
@@ -268,8 +290,10 @@ def main(argv=None):
                 verdict = f"{target[0]} {target[1]}: {'met' if ok else 'NOT met'}"
             ratios[label] = dict(value=value, numerator=num, denominator=den, target=target, verdict=verdict)
             print(f"{label}: {value:.2f}x ({verdict})")
+        split = cuda_time_split(runs, device)
         out["models"][model] = dict(layers=layers, width=width, n_params=n_params, n_tensors=len(shapes),
-                                    contended=contended, repetitions=reps, optimizers=summary, ratios=ratios)
+                                    contended=contended, repetitions=reps, optimizers=summary, ratios=ratios,
+                                    adapprox_cuda_split=split)
         del runs
     png = plot(out, args.out)
     out["plot"] = png.name if png else None

@@ -259,6 +259,8 @@ void download(float* host, const float* src, int64_t count, void* stream) {
   check(cudaStreamSynchronize(st(stream)), "cudaStreamSynchronize");
 }
 
+void sync(void* stream) { check(cudaStreamSynchronize(st(stream)), "cudaStreamSynchronize"); }
+
 void sketch(float* omega, int64_t n, int w, uint64_t key, void* stream) {
   sketch_kernel<<<blocks_for(n * w), kTpb, 0, st(stream)>>>(omega, n, w, key);
   check(cudaGetLastError(), "sketch");

@@ -4,7 +4,10 @@
 // Gram matrices (CholeskyQR2, Householder QR of a downloaded sketch when Cholesky is unsafe) and
 // the eigenproblem of B B^T. Each orthonormalisation and the rank choice read a w x w matrix
 // back, so a step waits for the GPU a few times per matrix.
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <mutex>
 
 #include "adapprox/interrupt.hpp"
 #include "adapprox/random.hpp"
@@ -18,6 +21,30 @@ namespace {
 
 namespace ops = cuda::adapprox_ops;
 using Eigen::MatrixXd;
+
+std::atomic<bool> g_profiling{false};
+std::mutex g_profile_mu;
+CudaPhases g_phases;
+
+// Adds the time since the last mark to one phase (when profiling: after waiting for the GPU).
+class PhaseClock {
+ public:
+  explicit PhaseClock(void* stream) : stream_(stream), on_(g_profiling.load()), last_(now()) {}
+  void mark(double CudaPhases::*phase) {
+    if (!on_) return;
+    ops::sync(stream_);
+    const auto t = now();
+    std::lock_guard<std::mutex> hold(g_profile_mu);
+    g_phases.*phase += std::chrono::duration<double>(t - last_).count();
+    last_ = t;
+  }
+
+ private:
+  static std::chrono::steady_clock::time_point now() { return std::chrono::steady_clock::now(); }
+  void* stream_;
+  bool on_;
+  std::chrono::steady_clock::time_point last_;
+};
 
 // A rows x cols float32 matrix in device memory, freed in stream order.
 class DevMat {
@@ -91,7 +118,8 @@ struct Factors {
 
 // AS-RSI on the device (run_as_rsi in as_rsi_impl.hpp, step for step). Also returns sum Mhat^2
 // with the old factors (for the clip), from the statistics pass.
-Factors run_as_rsi(const ops::Ema& e, const RsiOptions& opt, float eps, double* mhat_sq, void* stream) {
+Factors run_as_rsi(const ops::Ema& e, const RsiOptions& opt, float eps, double* mhat_sq, void* stream,
+                   PhaseClock& clock) {
   const int64_t m = e.m, n = e.n, full = std::min(m, n);
   int min_rank, max_rank;
   resolve_rank_bounds(opt, m, n, min_rank, max_rank);
@@ -104,15 +132,22 @@ Factors run_as_rsi(const ops::Ema& e, const RsiOptions& opt, float eps, double* 
     ops::sketch(omega.data(), n, w, sketch_key(opt.seed, opt.step, opt.stream, attempt), stream);
     ops::apply(e, omega.data(), w, y.data(), stream);
     if (frob_sq < 0) ops::stats(e, eps, &frob_sq, mhat_sq, stream);
+    clock.mark(&CudaPhases::products);
     orthonormalise(y, stream);
+    clock.mark(&CudaPhases::orthonormalise);
     for (int it = 0; it < opt.power_iters; ++it) {
       check_interrupt();
       ops::apply_t(e, y.data(), w, z.data(), stream);
+      clock.mark(&CudaPhases::products);
       orthonormalise(z, stream);
+      clock.mark(&CudaPhases::orthonormalise);
       ops::apply(e, z.data(), w, y.data(), stream);
+      clock.mark(&CudaPhases::products);
       orthonormalise(y, stream);
+      clock.mark(&CudaPhases::orthonormalise);
     }
     ops::apply_t(e, y.data(), w, bt.data(), stream);  // B^T = A^T Q
+    clock.mark(&CudaPhases::products);
     std::vector<double> g(static_cast<size_t>(w) * w);
     ops::gram(bt.data(), w, bt.data(), w, n, g.data(), stream);
     MatrixXd btb(w, w);
@@ -138,11 +173,29 @@ Factors run_as_rsi(const ops::Ema& e, const RsiOptions& opt, float eps, double* 
     f.u = std::make_unique<DevMat>(n, r, stream);
     ops::times(y.data(), m, w, wd.data(), r, f.q->data(), stream);   // Q_r = Y W_r
     ops::times(bt.data(), n, w, wd.data(), r, f.u->data(), stream);  // U = A^T Q_r
+    clock.mark(&CudaPhases::eigen);
     return f;
   }
 }
 
 }  // namespace
+
+}  // namespace adapprox::adapprox_parts
+
+namespace adapprox {
+
+AdapproxCudaPhases adapprox_cuda_profile(bool on) {
+  using namespace adapprox_parts;
+  std::lock_guard<std::mutex> hold(g_profile_mu);
+  const CudaPhases out = g_phases;
+  g_phases = CudaPhases{};
+  g_profiling = on;
+  return out;
+}
+
+}  // namespace adapprox
+
+namespace adapprox::adapprox_parts {
 
 void step_one_cuda(Slot& s, size_t slot, const AdapproxHyper& h, Allocator& alloc, void* stream) {
   const View v(s.param.shape);
@@ -174,7 +227,8 @@ void step_one_cuda(Slot& s, size_t slot, const AdapproxHyper& h, Allocator& allo
   ro.step = static_cast<uint64_t>(s.t);
   ro.stream = s.index;
   double mhat_sq = 0;
-  Factors f = run_as_rsi(e, ro, static_cast<float>(h.eps), &mhat_sq, stream);
+  PhaseClock clock(stream);
+  Factors f = run_as_rsi(e, ro, static_cast<float>(h.eps), &mhat_sq, stream, clock);
   TensorRef nq, nu;
   if (f.rank != k) {  // buffers of the new rank, from the front, before anything is written
     nq = alloc.allocate_on(s.param.device, stream, slot, kQ, DType::f32, {m, int64_t(f.rank)});
@@ -189,6 +243,7 @@ void step_one_cuda(Slot& s, size_t slot, const AdapproxHyper& h, Allocator& allo
   float* u_dst = static_cast<float*>(f.rank == k ? ub.data : nu.data);
   ops::copy(q_dst, f.q->data(), m * f.rank, stream);
   ops::copy(u_dst, f.u->data(), n * f.rank, stream);
+  clock.mark(&CudaPhases::update);
   if (f.rank != k) {
     s.state[kQ] = nq;
     s.state[kU] = nu;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "adapprox/adapprox.hpp"
 #include "adapprox/as_rsi.hpp"
 #include "adapprox/registry.hpp"
 #include "math/adapprox.hpp"
@@ -78,6 +79,8 @@ inline math::AdapproxUpdate update_args(const AdapproxHyper& h, float scale) {
   return math::AdapproxUpdate{static_cast<float>(h.beta1), static_cast<float>(h.eps), static_cast<float>(h.lr),
                               static_cast<float>(h.weight_decay), scale, h.maximize ? -1.0f : 1.0f};
 }
+
+using CudaPhases = AdapproxCudaPhases;
 
 // The CUDA step of one parameter (float32, C-contiguous, on one device): adapprox_cuda.cpp.
 void step_one_cuda(Slot& s, size_t slot, const AdapproxHyper& h, Allocator& alloc, void* stream);

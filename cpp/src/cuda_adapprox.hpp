@@ -24,6 +24,7 @@ void release(float* p, void* stream);
 void copy(float* dst, const float* src, int64_t count, void* stream);
 void upload(float* dst, const float* host, int64_t count, void* stream);
 void download(float* host, const float* src, int64_t count, void* stream);  // waits
+void sync(void* stream);                                                   // waits for the stream
 
 void sketch(float* omega, int64_t n, int w, uint64_t key, void* stream);  // n x w Gaussian, as the CPU's
 void apply(const Ema& e, const float* x, int c, float* y, void* stream);    // y (m x c) = V x (x: n x c)

@@ -36,6 +36,7 @@ void release(float*, void*) {}
 void copy(float*, const float*, int64_t, void*) { unavailable(); }
 void upload(float*, const float*, int64_t, void*) { unavailable(); }
 void download(float*, const float*, int64_t, void*) { unavailable(); }
+void sync(void*) { unavailable(); }
 void sketch(float*, int64_t, int, uint64_t, void*) { unavailable(); }
 void apply(const Ema&, const float*, int, float*, void*) { unavailable(); }
 void apply_t(const Ema&, const float*, int, float*, void*) { unavailable(); }

@@ -222,6 +222,15 @@ void bind_registry(py::module_& m) {
         "The state buffers of a parameter: name, dtype, shape, like_param, resized, fill.");
   m.def("step", &step_py, py::arg("name"), py::arg("groups"), py::arg("stream") = py::none());
   m.def("cuda_built", &cuda::built, "Whether this build has the CUDA backend.");
+  m.def("adapprox_cuda_profile", [](bool on) {
+    const AdapproxCudaPhases p = adapprox_cuda_profile(on);
+    py::dict d;
+    d["products"] = p.products;
+    d["orthonormalise"] = p.orthonormalise;
+    d["eigen"] = p.eigen;
+    d["update"] = p.update;
+    return d;
+  }, py::arg("on"), "Turn the Adapprox CUDA phase timer on/off; returns the seconds gathered since the last call.");
 }
 
 const bindings::RegisterBinder registered(bind_registry);

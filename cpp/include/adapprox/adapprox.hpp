@@ -26,4 +26,14 @@ namespace adapprox {
 int64_t adapprox_step_workspace_bytes(const std::vector<int64_t>& shape, DType param_dtype, const Hyper& h,
                                       bool contiguous = true);
 
+// Where Adapprox's CUDA steps spend their time, in seconds, summed over the steps taken while
+// profiling is on (each phase then ends by waiting for the GPU, which itself costs time):
+// products with V (and the sketch), orthonormalisation, the small eigenproblem and rank choice
+// (on the host, with the product B B^T), and the update pass.
+struct AdapproxCudaPhases {
+  double products = 0, orthonormalise = 0, eigen = 0, update = 0;
+};
+// Turns profiling on or off and returns the times gathered since the last call (then cleared).
+AdapproxCudaPhases adapprox_cuda_profile(bool on);
+
 }  // namespace adapprox
