@@ -124,6 +124,46 @@ def optimizer_factories(device):
     return f, skipped, paths
 
 
+# float32 bytes each step reads and writes per parameter (the memory-traffic floor of the row):
+# parameter, gradient and every state buffer read, parameter and state written.
+TRAFFIC = {"Adam": 28, "AdamW": 28, "NAdam": 28, "RMSprop": 20, "Adagrad": 20, "SGD momentum": 20,
+           "SignSGD momentum": 20}
+
+
+def copy_bandwidth(device, mib=1024):
+    """Bytes per second of a device-to-device copy (read + write), best of 5."""
+    a = torch.empty(mib * 2**18, device=device)
+    b = torch.empty_like(a)
+    best = float("inf")
+    for _ in range(5):
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        b.copy_(a)
+        end.record()
+        torch.cuda.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    return 2 * a.numel() * 4 / best
+
+
+def bandwidth_report(summary, n_params, device):
+    """On CUDA: achieved bandwidth of the elementwise rows against the copy bandwidth."""
+    if device.type != "cuda":
+        return None
+    copy = copy_bandwidth(device)
+    out = {"copy_GBps": copy / 1e9}
+    print(f"copy bandwidth {copy / 1e9:.0f} GB/s")
+    for name, row in summary.items():
+        kind = name.split(" ", 1)[1] if " " in name else name
+        for key, nbytes in TRAFFIC.items():
+            if kind.startswith(key) and (name.startswith("adapprox ") or name.startswith("torch ")):
+                achieved = nbytes * n_params / (row["median_ms"] / 1e3)
+                out[name] = dict(GBps=achieved / 1e9, of_copy=achieved / copy)
+                print(f"{name}: {achieved / 1e9:.0f} GB/s, {100 * achieved / copy:.0f}% of copy ({nbytes} B/param)")
+                break
+    return out
+
+
 def cuda_time_split(runs, device, steps=3):
     """On CUDA: the share of the native Adapprox rows' step time in products with V, orthonormalisation,
     the small eigenproblem and the update (adapprox._core.adapprox_cuda_profile; each phase waits for
@@ -291,9 +331,10 @@ def main(argv=None):
             ratios[label] = dict(value=value, numerator=num, denominator=den, target=target, verdict=verdict)
             print(f"{label}: {value:.2f}x ({verdict})")
         split = cuda_time_split(runs, device)
+        bandwidth = bandwidth_report(summary, n_params, device)
         out["models"][model] = dict(layers=layers, width=width, n_params=n_params, n_tensors=len(shapes),
                                     contended=contended, repetitions=reps, optimizers=summary, ratios=ratios,
-                                    adapprox_cuda_split=split)
+                                    adapprox_cuda_split=split, bandwidth=bandwidth)
         del runs
     png = plot(out, args.out)
     out["plot"] = png.name if png else None
