@@ -212,14 +212,22 @@ void step_typed(const AdafactorArgs& a, Slot& s, cudaStream_t st) {
     const math::FactoredRule<T> rule{sign, a.paper || a.eps1 == 0 ? std::numeric_limits<T>::infinity()
                                                                   : static_cast<T>(1 / a.eps1)};
     row_stats<P, T><<<static_cast<unsigned>(FR), kTpb, 0, st>>>(g, th, n, rowsum, tsq);
+    check(cudaGetLastError(), "Adafactor row_stats");
     col_partial<P, T><<<dim3(blocks_for(B * n), 1, slabs), kTpb, 0, st>>>(g, B, m, n, slabs, part);
+    check(cudaGetLastError(), "Adafactor col_partial");
     factor_emas<T><<<blocks_for(std::max(FR, B * n)), kTpb, 0, st>>>(R, C, rowsum, part, slabs, B, m, n, w, a.add);
+    check(cudaGetLastError(), "Adafactor factor_emas");
     row_means<T><<<static_cast<unsigned>(B), kTpb, 0, st>>>(R, m, a.paper, a.eps1, den);
+    check(cudaGetLastError(), "Adafactor row_means");
     factors<T><<<blocks_for(std::max(FR, B * n)), kTpb, 0, st>>>(R, C, den, B, m, n, a.paper, ra, cb);
+    check(cudaGetLastError(), "Adafactor factors");
     row_u_sq<P, T><<<static_cast<unsigned>(FR), kTpb, 0, st>>>(g, ra, cb, m, n, rule, usq);
+    check(cudaGetLastError(), "Adafactor row_u_sq");
     step_scalars<T><<<1, kTpb, 0, st>>>(tsq, usq, FR, sa, ac);
+    check(cudaGetLastError(), "Adafactor step_scalars");
     apply_factored<Mode, P, T><<<std::min<unsigned>(blocks_for(N), 65536), kTpb, 0, st>>>(th, g, mom, ra, cb, m, n, N,
                                                                                         rule, ac);
+    check(cudaGetLastError(), "Adafactor apply_factored");
   } else {
     T* V = static_cast<T*>(s.state[1].data);
     T* mom = a.use_m ? static_cast<T*>(s.state[2].data) : nullptr;
@@ -230,11 +238,14 @@ void step_typed(const AdafactorArgs& a, Slot& s, cudaStream_t st) {
     auto* ac = scratch.take<math::ApplyScalars<T>>(1);
     const math::UpdateRule<T> rule{a.paper, static_cast<T>(a.eps1 * a.eps1), sign};
     dense_stats<P, T><<<blocks, kTpb, 0, st>>>(g, th, V, N, w, static_cast<T>(a.add), tsq);
+    check(cudaGetLastError(), "Adafactor dense_stats");
     dense_u_sq<P, T><<<blocks, kTpb, 0, st>>>(g, V, N, rule, usq);
+    check(cudaGetLastError(), "Adafactor dense_u_sq");
     step_scalars<T><<<1, kTpb, 0, st>>>(tsq, usq, blocks, sa, ac);
+    check(cudaGetLastError(), "Adafactor step_scalars");
     apply_dense<Mode, P, T><<<blocks, kTpb, 0, st>>>(th, g, mom, V, N, rule, ac);
+    check(cudaGetLastError(), "Adafactor apply_dense");
   }
-  check(cudaGetLastError(), "Adafactor kernels");
 }
 
 template <class P, class T>

@@ -32,7 +32,6 @@ struct Batch {
   int32_t block_chunk[kBlocks];
   int tensors = 0, blocks = 0;
 };
-static_assert(sizeof(Batch<double, double[10]>) < 32000, "kernel arguments are limited to 32 KB");
 
 // op(coef, p, g, bufs, i): p (the widened parameter) updated in place; bufs[k][i] the state.
 template <class P, class Coef, class Op>
@@ -57,6 +56,7 @@ template <class P, class Coef, class MakeCoef, class Op>
 void launch_multi_tensor(std::vector<Slot>& slots, const std::vector<size_t>& which, size_t first_buffer,
                          const MakeCoef& coef, const Op& op, cudaStream_t stream) {
   using T = typename MathOf<P>::type;
+  static_assert(sizeof(Batch<P, Coef>) <= 32764, "kernel arguments are limited to 32764 bytes");
   Batch<P, Coef> b;
   auto flush = [&] {
     if (b.blocks > 0) {

@@ -1,5 +1,8 @@
 // The CUDA backend's runtime entry points (adapprox/cuda.hpp).
 #include <algorithm>
+#include <cstdint>
+#include <mutex>
+#include <vector>
 
 #include "adapprox/cuda.hpp"
 #include "runtime.cuh"
@@ -32,21 +35,53 @@ void require_device(int device) {
   if (device < 0 || device >= count)
     throw Error(ErrorKind::device, "cuda:" + std::to_string(device) + " does not exist (" + std::to_string(count) +
                                        " CUDA devices)");
+  // Scratch comes from the device's stream-ordered pool every step: keep what it holds instead of
+  // returning it at each synchronisation (the default threshold is 0). Once per device.
+  static std::mutex mu;
+  static std::vector<bool> tuned;
+  std::lock_guard<std::mutex> hold(mu);
+  if (tuned.size() < static_cast<size_t>(count)) tuned.resize(count, false);
+  if (!tuned[device]) {
+    cudaMemPool_t pool;
+    if (cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess) {
+      uint64_t keep = UINT64_MAX;
+      cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    }
+    tuned[device] = true;
+  }
 }
 
+void run_on_device(int device, const std::function<void()>& body) {
+  DeviceGuard on(device);
+  body();
+}
+
+// Long-lived buffers (state, factors): plain cudaMalloc, zero-filled and complete before the
+// caller's next step, whatever stream that step runs on.
 void* alloc_zeroed(size_t bytes, int device, void* stream) {
   DeviceGuard on(device);
   void* p = nullptr;
   if (bytes == 0) return nullptr;
-  check(cudaMallocAsync(&p, bytes, as_stream(stream)), "cudaMallocAsync");
-  check(cudaMemsetAsync(p, 0, bytes, as_stream(stream)), "cudaMemsetAsync");
+  check(cudaMalloc(&p, bytes), "cudaMalloc");
+  const cudaError_t e = cudaMemsetAsync(p, 0, bytes, as_stream(stream));
+  const cudaError_t w = e == cudaSuccess ? cudaStreamSynchronize(as_stream(stream)) : e;
+  if (w != cudaSuccess) {
+    cudaFree(p);
+    check(w, "zero-filling a state buffer");
+  }
   return p;
 }
 
-void release(void* p, int device) {
+// Runs in deleters: never throws. Work still queued may read or write the buffer (a step's
+// kernels on a non-blocking stream), and cudaFree does not wait for it: wait for the device.
+void release(void* p, int device) noexcept {
   if (!p) return;
-  DeviceGuard on(device);
-  cudaFree(p);  // waits for the work queued on it
+  int previous = -1;
+  if (cudaGetDevice(&previous) != cudaSuccess) return;
+  if (previous != device && cudaSetDevice(device) != cudaSuccess) return;
+  cudaDeviceSynchronize();
+  cudaFree(p);
+  if (previous != device) cudaSetDevice(previous);
 }
 
 namespace {
@@ -63,11 +98,13 @@ void fill(void* p, int64_t count, int dtype_bytes, double value, int device, voi
   if (dtype_bytes == 8) fill_kernel<double><<<blocks, 256, 0, as_stream(stream)>>>(static_cast<double*>(p), count, value);
   else fill_kernel<float><<<blocks, 256, 0, as_stream(stream)>>>(static_cast<float*>(p), count, static_cast<float>(value));
   check(cudaGetLastError(), "fill");
+  check(cudaStreamSynchronize(as_stream(stream)), "fill");  // complete before any stream's next step
 }
 
 void to_host(void* dst, const void* src, size_t bytes, int device, void* stream) {
   if (bytes == 0) return;
   DeviceGuard on(device);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");  // the last step may run on any stream
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, as_stream(stream)), "cudaMemcpyAsync");
   check(cudaStreamSynchronize(as_stream(stream)), "cudaStreamSynchronize");
 }

@@ -37,6 +37,7 @@
 // to the fronts, which see the given keys.
 #include <algorithm>
 #include <cfloat>
+#include <climits>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -443,6 +444,9 @@ class Adafactor final : public Algorithm {
     return s;
   }
   void check_state(const Hyper&, const Slot& s, const std::string& who) const override {
+    if (s.param.device.kind == Device::cuda && Dims(s.param.shape).batch * Dims(s.param.shape).rows > INT32_MAX)
+      throw Error(ErrorKind::value, who + ": Adafactor on CUDA takes at most 2^31 - 1 rows (the product of all "
+                                          "dimensions but the last)");
     if (s.param.device.kind == Device::cuda && !s.param.contiguous())
       throw Error(ErrorKind::value, who + ": Adafactor on CUDA steps C-contiguous parameters (this one is laid out "
                                           "otherwise, e.g. channels_last); adapprox never copies behind your back");

@@ -1,5 +1,6 @@
 // Adapprox (the math: adapprox.hpp) as the registry entry "adapprox".
 #include "adapprox/adapprox.hpp"
+#include "adapprox/cuda.hpp"
 #include "adapprox/interrupt.hpp"
 #include "adapprox/tuning.hpp"
 
@@ -349,6 +350,8 @@ class Adapprox final : public Algorithm {
     return s;
   }
   void check_state(const Hyper&, const Slot& s, const std::string& who) const override {
+    if (s.param.device.kind == Device::cuda && !s.param.shape.empty() && s.param.shape[0] > INT32_MAX)
+      throw Error(ErrorKind::value, who + ": Adapprox on CUDA takes at most 2^31 - 1 rows (the first dimension)");
     if (s.param.device.kind == Device::cuda && (s.param.dtype != DType::f32 || !s.param.contiguous()))
       throw Error(ErrorKind::value, who + ": Adapprox on CUDA steps C-contiguous float32 parameters (got " +
                                         dtype_name(s.param.dtype) + (s.param.contiguous() ? "" : ", strided") +
@@ -378,11 +381,14 @@ class Adapprox final : public Algorithm {
   }
   void step_cuda(const Hyper& hyper, std::vector<Slot>& slots, Allocator& alloc, void* stream) const override {
     const AdapproxHyper h = native(hyper);
-    for (size_t i = 0; i < slots.size(); ++i) {
-      check_interrupt();
-      step_one_cuda(slots[i], i, h, alloc, stream);
-      slots[i].done = true;
-    }
+    if (slots.empty()) return;
+    cuda::run_on_device(slots[0].param.device.index, [&] {  // the driver checked: one device per call
+      for (size_t i = 0; i < slots.size(); ++i) {
+        check_interrupt();
+        step_one_cuda(slots[i], i, h, alloc, stream);
+        slots[i].done = true;
+      }
+    });
   }
   void step(const Hyper& hyper, std::vector<Slot>& slots, Allocator& alloc) const override {
     const AdapproxHyper h = native(hyper);

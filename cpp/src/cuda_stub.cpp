@@ -17,7 +17,8 @@ namespace {
 bool built() { return false; }
 void require_device(int) { unavailable(); }
 void* alloc_zeroed(size_t, int, void*) { unavailable(); }
-void release(void*, int) {}
+void release(void*, int) noexcept {}
+void run_on_device(int, const std::function<void()>&) { unavailable(); }
 void fill(void*, int64_t, int, double, int, void*) { unavailable(); }
 void to_host(void*, const void*, size_t, int, void*) { unavailable(); }
 void to_device(void*, const void*, size_t, int, void*) { unavailable(); }

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 namespace adapprox::cuda {
 
@@ -13,7 +14,10 @@ bool built();
 void require_device(int device);
 // Device memory for buffers a step creates (Adapprox's factors), zero-filled in stream order.
 void* alloc_zeroed(size_t bytes, int device, void* stream);
-void release(void* p, int device);
+// Frees device memory once the device has finished every queued use of it; never throws.
+void release(void* p, int device) noexcept;
+// Runs body with `device` current, restoring the caller's current device after.
+void run_on_device(int device, const std::function<void()>& body);
 // count elements of dtype (float32 or float64) set to value, in stream order.
 void fill(void* p, int64_t count, int dtype_bytes, double value, int device, void* stream);
 // Copies between host and device memory; both wait until the copy is done.
