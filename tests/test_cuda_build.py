@@ -84,20 +84,14 @@ def test_the_cuda_build_steps_on_the_cpu_and_refuses_cuda_without_a_driver(cuda_
         p = torch.nn.Parameter(torch.ones(3)); p.grad = torch.ones(3)
         at.Adam([p], lr=0.5).step()
         assert torch.allclose(p.detach(), torch.full((3,), 0.5))
-        from test_hardening import _forged_capsule
+        from test_hardening import cuda_claiming_capsule
 
         class OnCuda:  # CPU memory that claims to live on cuda:0
             def __init__(self, a): self.a = a
             def __dlpack_device__(self): return (2, 0)
             def __dlpack__(self, **kw):
                 assert kw.get("stream") is not None, "a CUDA tensor must be asked for the step's stream"
-                cap = _forged_capsule(self.a, self.a.shape)
-                import ctypes
-                ptr = ctypes.pythonapi.PyCapsule_GetPointer
-                ptr.restype, ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-                dev = ctypes.cast(ptr(cap, b"dltensor") + 8, ctypes.POINTER(ctypes.c_int32))
-                dev[0] = 2  # device_type kDLCUDA
-                return cap
+                return cuda_claiming_capsule(self.a)
         w = np.ones(4, np.float32)
         opt = anp.SGD([OnCuda(w)], lr=0.1)
         try:

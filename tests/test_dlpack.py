@@ -6,6 +6,7 @@ import pytest
 
 import adapprox
 import adapprox.numpy as anp
+from adapprox import _core
 
 
 def snapshot(opt):
@@ -38,13 +39,21 @@ def test_in_place_update_is_seen_through_torch():
 
 
 class FakeDevice:
-    """An array that claims to live on a CUDA device."""
+    """An array that claims to live on a CUDA device. A CPU-only build refuses it before asking
+    for a capsule; a build with the CUDA backend asks (with a stream) and refuses the step (the
+    gradient is on the CPU, and this machine may have no GPU)."""
+
+    def __init__(self):
+        self.host = np.ones((4, 3), np.float32)
 
     def __dlpack_device__(self):
         return (2, 0)
 
     def __dlpack__(self, **kw):
-        raise AssertionError("must not be exported")
+        assert _core.cuda_built(), "a CPU-only build must refuse a CUDA array before exporting it"
+        assert kw.get("stream") is not None, "a CUDA array must be asked for the step's stream"
+        from test_hardening import cuda_claiming_capsule
+        return cuda_claiming_capsule(self.host)
 
 
 def cases():

@@ -120,6 +120,16 @@ def _forged_capsule(array, shape):
 _forged_capsule.keep = []
 
 
+def cuda_claiming_capsule(array):
+    """A legacy capsule over `array`'s host memory that claims to live on cuda:0 (device_type 2);
+    for builds with the CUDA backend on machines without a GPU, where it must be refused unread."""
+    cap = _forged_capsule(array, array.shape)
+    ptr = ctypes.pythonapi.PyCapsule_GetPointer
+    ptr.restype, ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    ctypes.cast(ptr(cap, b"dltensor") + 8, ctypes.POINTER(ctypes.c_int32))[0] = 2  # DLTensor.device.device_type
+    return cap
+
+
 class Forged:
     def __init__(self, array, shape):
         self.array, self.shape = array, shape

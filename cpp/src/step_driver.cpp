@@ -215,7 +215,13 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
     if (all[k]->param.device != device)
       fail(ErrorKind::device, "params[" + std::to_string(k) + "]", "is on " + device_str(all[k]->param.device) +
                                   ", params[0] on " + device_str(device) + "; one step call takes one device");
-  if (device.kind == Device::cuda) cuda::require_device(device.index);
+  if (device.kind == Device::cuda) {
+    try {
+      cuda::require_device(device.index);
+    } catch (const Error& e) {
+      fail(ErrorKind::device, "params[0]", "on " + device_str(device) + ": " + e.what());
+    }
+  }
   // 2. Step, group by group; allocations are numbered by the slot's position over all groups.
   //    An interrupt (interrupt.hpp) stops between parameters: the step counters of the slots
   //    stepped in full advance, the rest stay as they were.
