@@ -18,6 +18,27 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch
 _NAMES = {v: k for k, v in _DTYPES.items()}
 
 
+def _dtensor_type():
+    """torch.distributed.tensor.DTensor where torch has it, else None (imported once, lazily)."""
+    global _DTENSOR
+    if _DTENSOR is False:
+        try:
+            from torch.distributed.tensor import DTensor
+        except ImportError:  # a torch built without distributed support
+            DTensor = None
+        _DTENSOR = DTensor
+    return _DTENSOR
+
+
+_DTENSOR = False
+
+
+def _local(t):
+    """The local shard of a DTensor (the same memory, so in-place updates reach it), else t."""
+    dt = _dtensor_type()
+    return t.to_local() if dt is not None and isinstance(t, dt) else t
+
+
 def _scalar_dtype():
     """The dtype torch gives scalar state such as ``step`` (float64 under a float64 default dtype)."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -28,6 +49,11 @@ class NativeOptimizer(torch.optim.Optimizer):
     hyperparameters in ``_hyper``."""
 
     algorithm: str = ""
+    # Whether each element's update depends only on that element's own state (the elementwise
+    # family): such an optimizer steps the local shard of a sharded DTensor parameter as it is.
+    # The factored ones (whose statistics span the whole matrix) take sharded parameters only
+    # where they implement exact statistics over shards.
+    shard_local: bool = False
 
     def _hyper(self, group) -> dict:
         raise NotImplementedError
@@ -133,13 +159,18 @@ class NativeOptimizer(torch.optim.Optimizer):
                     raise TypeError(f"param_groups[{gi}] params[{index - 1}]: {type(self).__name__} does not "
                                     "support sparse gradients")
                 p_real, g_real = p, g
-                if p.is_complex():
+                dt = _dtensor_type()
+                sharded = dt is not None and isinstance(p, dt)
+                if sharded:  # FSDP2 / DTensor: the core steps the local shard, state follows it
+                    self._check_dtensor(gi, index - 1, p, g, dt)
+                    p_real, g_real = p.to_local(), g.to_local()
+                if p_real.is_complex():
                     if complex_ok is None:
                         complex_ok = _core.supports_complex(self.algorithm)
                     if not complex_ok:
                         raise TypeError(f"param_groups[{gi}] params[{index - 1}]: {type(self).__name__} does not "
                                         f"support complex parameters (got {p.dtype}); the elementwise optimizers do")
-                    p_real, g_real = torch.view_as_real(p), torch.view_as_real(g)
+                    p_real, g_real = torch.view_as_real(p_real), torch.view_as_real(g_real)
                 schema, names, specs = self._plan(plans, hyper, p_real)
                 st = state.get(p)
                 is_new = not st
@@ -163,18 +194,19 @@ class NativeOptimizer(torch.optim.Optimizer):
                             t = self._schema_dtype(t, spec, p)
                             write_back = True
                     tensors.append(t)
+                local = [None if t is None else _local(t) for t in tensors] if sharded else tensors
                 if p_real.is_cpu:  # to_dlpack: one C call per tensor
                     params.append(to_dlpack(p_real))
                     grads.append(to_dlpack(g_real))
-                    if p_real is p:  # real parameter: real state
-                        states.append([None if t is None else to_dlpack(t) for t in tensors])
+                    if not p.is_complex():  # real parameter: real state
+                        states.append([None if t is None else to_dlpack(t) for t in local])
                     else:
                         states.append([None if t is None else to_dlpack(torch.view_as_real(t) if t.is_complex() else t)
-                                       for t in tensors])
+                                       for t in local])
                 else:  # the core reports where they live
                     params.append(p_real.detach())
                     grads.append(g_real.detach())
-                    states.append([None if t is None else t.detach() for t in tensors])
+                    states.append([None if t is None else t.detach() for t in local])
                 fresh.append(is_new)
                 indices.append(index - 1)
                 owners.append((p, schema, tensors, write_back))
@@ -202,6 +234,20 @@ class NativeOptimizer(torch.optim.Optimizer):
         if stopped:
             raise stopped[1]
         return loss
+
+    def _check_dtensor(self, gi, index, p, g, dt):
+        """A DTensor parameter: its gradient sharded alike; sharded placements only for
+        optimizers that step shards locally (elementwise family)."""
+        where = f"param_groups[{gi}] params[{index}]"
+        if not isinstance(g, dt) or g.placements != p.placements or g.device_mesh != p.device_mesh:
+            raise ValueError(f"{where}: a DTensor parameter needs a DTensor gradient with the same mesh and "
+                             f"placements (parameter {p.placements}, gradient "
+                             f"{getattr(g, 'placements', type(g).__name__)})")
+        if not self.shard_local and any(not pl.is_replicate() for pl in p.placements):
+            raise NotImplementedError(
+                f"{where}: {type(self).__name__} keeps statistics over the whole matrix; stepping a sharded "
+                f"DTensor ({p.placements}) would need them all-reduced across ranks, which this release does "
+                "not do yet. Use it with DDP or replicated parameters, or an elementwise optimizer under FSDP2")
 
     def _refuse_foreign(self, gi, index, st, names):
         """State tensors the schema does not name mean another optimizer's state (other entries,

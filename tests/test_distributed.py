@@ -1,0 +1,125 @@
+"""adapprox.torch under torch.distributed (gloo on CPU, 2 and 4 processes): DDP with every
+optimizer, and FSDP2 (fully_shard, DTensor parameters sharded by rows) with the elementwise
+family, whose shards step locally with state sharded alike. Each rank feeds the same batch, so
+the averaged gradient equals the single-process one exactly (sums of 2 or 4 equal numbers and
+the division by 2 or 4 are exact), and results must equal the single-process optimizer's bit for
+bit. The models have 7 and 3 output rows: neither rank count divides them. Optimizers whose
+statistics span the whole matrix refuse sharded parameters with a clear error."""
+from __future__ import annotations
+
+import os
+import traceback
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import adapprox.torch as at
+
+ELEMENTWISE = [("Adam", dict(weight_decay=0.1)), ("AdamW", dict(amsgrad=True)), ("NAdam", dict()),
+               ("RMSprop", dict(momentum=0.9, centered=True)), ("Adagrad", dict(lr_decay=0.01)),
+               ("SGD", dict(momentum=0.9, nesterov=True)), ("SignSGD", dict(momentum=0.9))]
+FACTORED = [("Adafactor", dict()), ("Adapprox", dict(betas=(0.9, 0.999))), ("AdaGram", dict(rank=2)),
+            ("FullMatrixAdagrad", dict())]
+STEPS = 3
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+
+
+def _batches():
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(8, 5, generator=g) for _ in range(STEPS)]
+
+
+def _single(name, kw):
+    """The single-process run: parameters and state after STEPS steps."""
+    m = _model()
+    opt = getattr(at, name)(m.parameters(), lr=0.01, **kw)
+    for x in _batches():
+        opt.zero_grad()
+        m(x).pow(2).sum().backward()
+        opt.step()
+    return [p.detach().clone() for p in m.parameters()], opt
+
+
+def _full(t):
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def _compare(name, params, opt, ref_params, ref_opt):
+    for i, (p, r) in enumerate(zip(params, ref_params)):
+        if not torch.equal(_full(p.detach()), r):
+            raise AssertionError(f"{name}: params[{i}] differs from the single-process run "
+                                 f"(max {(_full(p.detach()) - r).abs().max().item():.3g})")
+        st, rst = opt.state[p], ref_opt.state[list(ref_opt.state)[i]]
+        for k, v in rst.items():
+            if not torch.equal(_full(st[k]), v):
+                raise AssertionError(f"{name}: params[{i}] state '{k}' differs from the single-process run")
+
+
+def _worker(rank, world, store, mode, out):
+    try:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+        torch.set_num_threads(1)
+        lines = []
+        rows = ELEMENTWISE + (FACTORED if mode == "ddp" else [])
+        for name, kw in rows:
+            ref_params, ref_opt = _single(name, kw)
+            m = _model()
+            if mode == "ddp":
+                m = torch.nn.parallel.DistributedDataParallel(m)
+            else:
+                from torch.distributed.fsdp import fully_shard
+                fully_shard(m[0])
+                fully_shard(m[2])
+                fully_shard(m)
+            opt = getattr(at, name)(m.parameters(), lr=0.01, **kw)
+            for x in _batches():
+                opt.zero_grad()
+                m(x).pow(2).sum().backward()
+                opt.step()
+            _compare(name, list(m.parameters()), opt, ref_params, ref_opt)
+            lines.append(f"ok {name}")
+        if mode == "fsdp":
+            for name, kw in FACTORED:
+                m = _model()
+                from torch.distributed.fsdp import fully_shard
+                fully_shard(m)
+                opt = getattr(at, name)(m.parameters(), **kw)
+                m(_batches()[0]).sum().backward()
+                before = [_full(p.detach()).clone() for p in m.parameters()]
+                try:
+                    opt.step()
+                except NotImplementedError as e:
+                    assert "sharded" in str(e) and all(torch.equal(_full(p.detach()), b)
+                                                       for p, b in zip(m.parameters(), before))
+                    lines.append(f"ok refused {name}")
+                else:
+                    raise AssertionError(f"{name} stepped sharded parameters without exact statistics")
+        dist.destroy_process_group()
+        with open(f"{out}.{rank}", "w") as f:
+            f.write("\n".join(lines))
+    except BaseException:
+        with open(f"{out}.{rank}", "w") as f:
+            f.write("FAIL\n" + traceback.format_exc())
+
+
+@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_equals_the_single_process_optimizer(mode, world, tmp_path):
+    if not dist.is_available():
+        pytest.skip("torch without distributed support")
+    if mode == "fsdp":
+        pytest.importorskip("torch.distributed.fsdp", reason="torch without FSDP2")
+    out = tmp_path / "result"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_worker, args=(world, str(tmp_path / "store"), mode, str(out)), nprocs=world, join=True)
+    for rank in range(world):
+        text = (tmp_path / f"result.{rank}").read_text()
+        assert not text.startswith("FAIL"), f"rank {rank}:\n{text}"
+        expected = len(ELEMENTWISE) + len(FACTORED)
+        assert len(text.splitlines()) == expected, text
