@@ -123,3 +123,63 @@ def test_equals_the_single_process_optimizer(mode, world, tmp_path):
         assert not text.startswith("FAIL"), f"rank {rank}:\n{text}"
         expected = len(ELEMENTWISE) + len(FACTORED)
         assert len(text.splitlines()) == expected, text
+
+
+def _dcp_worker(rank, world, store, phase, ckpt, out):
+    """phase "save": STEPS - 1 steps under FSDP2, then model and optimizer state to `ckpt` through
+    torch.distributed.checkpoint; phase "load": the same model on another rank count, state
+    loaded from `ckpt`, one more step."""
+    try:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                             set_model_state_dict, set_optimizer_state_dict)
+        from torch.distributed.fsdp import fully_shard
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+        torch.set_num_threads(1)
+        lines = []
+        for name, kw in ELEMENTWISE:
+            m = _model()
+            fully_shard(m[0])
+            fully_shard(m[2])
+            fully_shard(m)
+            opt = getattr(at, name)(m.parameters(), lr=0.01, **kw)
+            batches = _batches()
+            path = os.path.join(ckpt, name)
+            if phase == "save":
+                for x in batches[:-1]:
+                    opt.zero_grad()
+                    m(x).pow(2).sum().backward()
+                    opt.step()
+                dcp.save({"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)},
+                         checkpoint_id=path)
+            else:
+                state = {"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)}
+                dcp.load(state, checkpoint_id=path)
+                set_model_state_dict(m, state["model"])
+                set_optimizer_state_dict(m, opt, state["optim"])
+                opt.zero_grad()
+                m(batches[-1]).pow(2).sum().backward()
+                opt.step()
+                ref_params, ref_opt = _single(name, kw)
+                _compare(name, list(m.parameters()), opt, ref_params, ref_opt)
+            lines.append(f"ok {name}")
+        dist.destroy_process_group()
+        with open(f"{out}.{phase}.{rank}", "w") as f:
+            f.write("\n".join(lines))
+    except BaseException:
+        with open(f"{out}.{phase}.{rank}", "w") as f:
+            f.write("FAIL\n" + traceback.format_exc())
+
+
+def test_dcp_checkpoint_resharded_from_4_to_2_ranks_continues_exactly(tmp_path):
+    if not dist.is_available():
+        pytest.skip("torch without distributed support")
+    pytest.importorskip("torch.distributed.fsdp", reason="torch without FSDP2")
+    ckpt, out = tmp_path / "ckpt", tmp_path / "result"
+    for phase, world in (("save", 4), ("load", 2)):
+        mp.spawn(_dcp_worker, args=(world, str(tmp_path / f"store-{phase}"), phase, str(ckpt), str(out)),
+                 nprocs=world, join=True)
+        for rank in range(world):
+            text = (tmp_path / f"result.{phase}.{rank}").read_text()
+            assert not text.startswith("FAIL"), f"{phase} rank {rank}:\n{text}"
+            assert len(text.splitlines()) == len(ELEMENTWISE), text
