@@ -61,6 +61,18 @@ def _compare(name, params, opt, ref_params, ref_opt):
                 raise AssertionError(f"{name}: params[{i}] state '{k}' differs from the single-process run")
 
 
+def _spawn(fn, args, nprocs, timeout=240):
+    """mp.spawn with a deadline: a hung collective fails the test instead of hanging the suite."""
+    import time
+    ctx = mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout
+    while not ctx.join(timeout=max(1.0, deadline - time.monotonic())):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            raise AssertionError(f"the {nprocs} processes did not finish within {timeout} s")
+
+
 def _worker(rank, world, store, mode, out):
     try:
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
@@ -117,7 +129,7 @@ def test_equals_the_single_process_optimizer(mode, world, tmp_path):
         pytest.importorskip("torch.distributed.fsdp", reason="torch without FSDP2")
     out = tmp_path / "result"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_worker, args=(world, str(tmp_path / "store"), mode, str(out)), nprocs=world, join=True)
+    _spawn(_worker, (world, str(tmp_path / "store"), mode, str(out)), world)
     for rank in range(world):
         text = (tmp_path / f"result.{rank}").read_text()
         assert not text.startswith("FAIL"), f"rank {rank}:\n{text}"
@@ -177,8 +189,7 @@ def test_dcp_checkpoint_resharded_from_4_to_2_ranks_continues_exactly(tmp_path):
     pytest.importorskip("torch.distributed.fsdp", reason="torch without FSDP2")
     ckpt, out = tmp_path / "ckpt", tmp_path / "result"
     for phase, world in (("save", 4), ("load", 2)):
-        mp.spawn(_dcp_worker, args=(world, str(tmp_path / f"store-{phase}"), phase, str(ckpt), str(out)),
-                 nprocs=world, join=True)
+        _spawn(_dcp_worker, (world, str(tmp_path / f"store-{phase}"), phase, str(ckpt), str(out)), world)
         for rank in range(world):
             text = (tmp_path / f"result.{phase}.{rank}").read_text()
             assert not text.startswith("FAIL"), f"{phase} rank {rank}:\n{text}"
