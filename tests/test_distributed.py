@@ -118,6 +118,9 @@ def _worker(rank, world, store, mode, out):
     except BaseException:
         with open(f"{out}.{rank}", "w") as f:
             f.write("FAIL\n" + traceback.format_exc())
+    # The result is on disk: leave without interpreter teardown (one CI run saw a rank abort with
+    # "terminate called without an active exception" after its checks; cause not yet found).
+    os._exit(0)
 
 
 @pytest.mark.parametrize("world", [2, 4])
@@ -181,6 +184,7 @@ def _dcp_worker(rank, world, store, phase, ckpt, out):
     except BaseException:
         with open(f"{out}.{phase}.{rank}", "w") as f:
             f.write("FAIL\n" + traceback.format_exc())
+    os._exit(0)
 
 
 def test_dcp_checkpoint_resharded_from_4_to_2_ranks_continues_exactly(tmp_path):
