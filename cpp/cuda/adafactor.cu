@@ -175,8 +175,6 @@ __global__ void apply_dense(P* th, const P* g, T* mom, const T* V, int64_t N, ma
   }
 }
 
-unsigned blocks_for(int64_t count) { return static_cast<unsigned>(std::max<int64_t>(1, (count + kTpb - 1) / kTpb)); }
-
 template <math::ApplyMode Mode, class P, class T>
 void step_typed(const AdafactorArgs& a, Slot& s, cudaStream_t st) {
   const std::vector<int64_t>& shape = s.param.shape;

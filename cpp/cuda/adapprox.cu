@@ -15,7 +15,6 @@ namespace {
 constexpr int kTpb = kThreadsPerBlock;
 constexpr int kCols = 8;  // sketch columns per pass of a product kernel (registers per thread)
 
-unsigned blocks_for(int64_t count) { return static_cast<unsigned>(std::max<int64_t>(1, (count + kTpb - 1) / kTpb)); }
 cudaStream_t st(void* s) { return as_stream(s); }
 
 __global__ void sketch_kernel(float* omega, int64_t n, int w, uint64_t key) {

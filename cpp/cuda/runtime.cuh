@@ -67,6 +67,12 @@ namespace adapprox::cuda {
 // The sum of `v` over a block of kThreadsPerBlock threads, in a fixed order (a tree over
 // shared memory): the same inputs give the same bits on every run. Valid in thread 0.
 constexpr int kThreadsPerBlock = 256;
+
+// Blocks of kThreadsPerBlock threads covering `count` items (at least one).
+inline unsigned blocks_for(int64_t count) {
+  return static_cast<unsigned>((count + kThreadsPerBlock - 1) / kThreadsPerBlock > 1
+                                   ? (count + kThreadsPerBlock - 1) / kThreadsPerBlock : 1);
+}
 __device__ __forceinline__ double block_sum(double v) {
   __shared__ double part[kThreadsPerBlock];
   part[threadIdx.x] = v;
