@@ -91,13 +91,22 @@ AdafactorHyper native(const Hyper& h) {
 }
 
 // The shape seen as (batch, m, n): non-empty >= 2-D parameters factored, the rest as (1, 1, numel).
+// A row shard (split over its first dimension: m for a matrix, the batch otherwise) is factored
+// as the whole tensor is; `whole_numel` and `whole_rows` are the whole tensor's.
 struct Dims {
   bool factored = false;
   int64_t batch = 1, rows = 1, cols = 0;
-  explicit Dims(const std::vector<int64_t>& shape) {
+  int64_t whole_numel = 0, whole_rows = 1;
+  size_t whole_dims = 0;
+  explicit Dims(const std::vector<int64_t>& shape) : Dims(shape, shape) {}
+  Dims(const std::vector<int64_t>& shape, const std::vector<int64_t>& whole) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
-    factored = shape.size() >= 2 && n > 0;  // an empty parameter keeps no factors (schema)
+    whole_numel = 1;
+    for (int64_t d : whole) whole_numel *= d;
+    whole_dims = whole.size();
+    factored = whole.size() >= 2 && whole_numel > 0;  // an empty parameter keeps no factors (schema)
+    if (factored) whole_rows = whole[whole.size() - 2];
     if (factored) {
       for (size_t i = 0; i + 2 < shape.size(); ++i) batch *= shape[i];
       rows = shape[shape.size() - 2];
@@ -201,15 +210,27 @@ inline void row_apply(const FactoredRule<T>& rule, const ApplyScalars<T>& c, T* 
   for (int64_t j = 0; j < n; ++j) apply_one<Mode>(c, th[j], m ? m + j : nullptr, rule(g[j], a, b[j]));
 }
 
+// A row shard's sums over the whole tensor (no-ops for a whole parameter).
+struct ShardSums {
+  const RowShard& shard;
+  void operator()(double* v, int64_t count) const {
+    if (shard.sharded()) shard.comm->allreduce_sum(v, count);
+  }
+};
+
 template <class T>
 void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const AdafactorHyper& h, double eps1,
-                int64_t step) {
+                int64_t step, const RowShard& shard) {
   const bool paper = h.mode == AdafactorMode::paper;
   const int64_t N = dims.numel();
   const int64_t B = dims.batch, m = dims.rows, n = dims.cols;
+  // A matrix split over its rows shares its column statistics and mean(R) across ranks; a
+  // batch of matrices split over the batch keeps each matrix whole on one rank.
+  const bool split_rows = shard.sharded() && dims.factored && dims.whole_dims == 2;
+  const ShardSums all_ranks{shard};
   const bool use_m = paper && h.beta1 > 0;
   const double t = static_cast<double>(step);
-  if (N == 0) return;
+  if (N == 0 && !shard.sharded()) return;  // an empty shard still takes part in the sums
   const T w = static_cast<T>(std::pow(t, h.beta2_decay));
   const double add = paper ? eps1 : 0.0;  // paper: eps1 inside the averages
 
@@ -255,15 +276,24 @@ void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const Ada
       for (const Part& p : parts[c])
         for (int64_t j = 0; j < n; ++j) colsum[p.b * n + j] += p.v[j];
     }
+    if (split_rows) {  // one all-reduce: the column sums and sum theta^2
+      colsum.push_back(theta_sq);
+      all_ranks(colsum.data(), n + 1);
+      theta_sq = colsum.back();
+    } else {
+      all_ranks(&theta_sq, 1);
+    }
+    const int64_t whole_m = dims.whole_rows;
     T* R = bf.row_var;
     T* C = bf.col_var;
     for (int64_t r = 0; r < FR; ++r) R[r] = math::adafactor_lerp(R[r], static_cast<T>(rowsum[r] / n + add), w);
-    for (int64_t k = 0; k < B * n; ++k) C[k] = math::adafactor_lerp(C[k], static_cast<T>(colsum[k] / m + add), w);
+    for (int64_t k = 0; k < B * n; ++k) C[k] = math::adafactor_lerp(C[k], static_cast<T>(colsum[k] / whole_m + add), w);
     den.resize(B);
     for (int64_t b = 0; b < B; ++b) {
       double s = 0;
       for (int64_t i = 0; i < m; ++i) s += static_cast<double>(R[b * m + i]);
-      const T mean = static_cast<T>(s / m);
+      if (split_rows) all_ranks(&s, 1);
+      const T mean = static_cast<T>(s / whole_m);
       den[b] = paper ? mean : (mean < static_cast<T>(eps1) ? static_cast<T>(eps1) : mean);
     }
   } else {
@@ -280,6 +310,7 @@ void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const Ada
       tsq[c] = ts;
     });
     for (double s : tsq) theta_sq += s;
+    all_ranks(&theta_sq, 1);
   }
 
   const T sign = h.maximize ? T(-1) : T(1);
@@ -318,10 +349,11 @@ void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const Ada
   });
   double u_sq = 0;
   for (double s : usq) u_sq += s;
+  all_ranks(&u_sq, 1);
 
   // Step size.
   const double rho = (paper && !h.relative_step) ? h.lr : std::min(h.lr, 1.0 / std::pow(t, 0.5));
-  const ApplyScalars<T> ac = math::adafactor_apply_scalars<T>(theta_sq, u_sq, static_cast<double>(N), rho, paper,
+  const ApplyScalars<T> ac = math::adafactor_apply_scalars<T>(theta_sq, u_sq, static_cast<double>(dims.whole_numel), rho, paper,
                                                                h.scale_parameter, h.eps2, h.d, h.lr, h.weight_decay,
                                                                h.beta1);
 
@@ -351,8 +383,8 @@ void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const Ada
 // C-ordered copies written back once; row_var/col_var are C-contiguous (the driver checked).
 template <class T>
 void step_slot(Slot& s, const AdafactorHyper& h, double eps1) {
-  const Dims dims(s.param.shape);
-  if (dims.numel() == 0) return;
+  const Dims dims(s.param.shape, schema_shape(s));
+  if (dims.numel() == 0 && !s.shard.sharded()) return;
   const bool use_m = h.mode == AdafactorMode::paper && h.beta1 > 0;
   Staged<T> theta(s.param), grad(s.grad);
   Buffers<T> bf;
@@ -369,7 +401,7 @@ void step_slot(Slot& s, const AdafactorHyper& h, double eps1) {
     bf.variance = stage(s.state[k++]);
   }
   if (use_m) bf.exp_avg = stage(s.state[k++]);
-  step_typed<T>(dims, bf, theta.data(), grad.data(), h, eps1, s.t);
+  step_typed<T>(dims, bf, theta.data(), grad.data(), h, eps1, s.t, s.shard);
   theta.store();
   for (const auto& b : like) b->store();
 }
@@ -435,6 +467,8 @@ class Adafactor final : public Algorithm {
       col.shape.assign(shape.begin(), shape.end() - 2);
       col.shape.push_back(1);
       col.shape.push_back(shape.back());
+      row.follows_rows = true;                // shape[:-1]: the parameter's first dimension
+      col.follows_rows = shape.size() >= 3;   // a matrix's column statistics are whole on every rank
       s.push_back(row);
       s.push_back(col);
     } else {
@@ -483,10 +517,11 @@ class Adafactor final : public Algorithm {
     const AdafactorHyper h = native(hyper);
     // torch resolves eps=(None, .) once per group, from the first parameter with a gradient.
     const double eps1 = h.eps1_auto ? machine_eps(slots[0].param.dtype) : h.eps1;
-    // Large parameters one after another, each with every thread; the rest side by side.
+    // Large parameters and row shards (whose collectives run in order on this thread) one after
+    // another, each with every thread; the rest side by side.
     std::vector<Slot*> small;
     for (Slot& s : slots) {
-      if (s.param.numel() >= tuning::kBigParamNumel) {
+      if (s.param.numel() >= tuning::kBigParamNumel || s.shard.sharded()) {
         check_interrupt();
         step_one(s, h, eps1);
         s.done = true;

@@ -42,15 +42,18 @@ MatF columns_of(const MatF& x) { return x.transpose(); }
 
 // V = b2 * Q U^T + (1 - b2) * G∘G as an operator, row by row: G∘G is squared one row at a time
 // and never stored. The first product also gathers, in the same pass over G, the sums that
-// ||V||_F and the RMS clip need, so a step reads G as few times as possible.
+// ||V||_F and the RMS clip need, so a step reads G as few times as possible. For a row shard
+// (communicator.hpp) it holds this rank's rows: those sums and A^T y are all-reduced.
 class EmaOperator final : public detail::Operator<float> {
  public:
-  EmaOperator(const float* q, const float* u, int rank, const float* g, int64_t m, int64_t n, float b2, float eps)
-      : q_(q, m, rank), u_(u, n, rank), g_(g), m_(m), n_(n), k_(rank), b2_(b2), eps_(eps) {
+  EmaOperator(const float* q, const float* u, int rank, const float* g, int64_t m, int64_t n, float b2, float eps,
+              RowShard shard = {})
+      : q_(q, m, rank), u_(u, n, rank), g_(g), m_(m), n_(n), k_(rank), b2_(b2), eps_(eps), shard_(shard) {
     if (k_ > 0) ut_ = columns_of(u_);
   }
   int64_t rows() const override { return m_; }
   int64_t cols() const override { return n_; }
+  RowShard shard() const override { return shard_; }
 
   void apply(const MatF& x, MatF& y) const override {
     const int c = static_cast<int>(x.cols());
@@ -83,12 +86,34 @@ class EmaOperator final : public detail::Operator<float> {
     });
     if (gather) {
       for (const Stats& p : part) stats_.v_sq += p.v_sq, stats_.mhat_sq += p.mhat_sq;
+      if (shard_.sharded()) {
+        double both[2] = {stats_.v_sq, stats_.mhat_sq};
+        shard_.comm->allreduce_sum(both, 2);
+        stats_.v_sq = both[0], stats_.mhat_sq = both[1];
+      }
       gathered_ = true;
     }
   }
 
   void apply_t(const MatF& y, MatF& z) const override {
+    transposed_product(y, z);
+    if (k_ > 0) z.noalias() += b2_ * (u_ * (q_.transpose() * y));
+    if (shard_.sharded()) shard_.comm->allreduce_sum(z.data(), z.size());
+  }
+
+  // ||V||_F^2, summed tile by tile from b2 Q U^T + (1 - b2) G^2 during the first product.
+  double frob_sq() const override { return stats_.v_sq; }
+
+  // Sum over the matrix of Mhat^2 = (g / (sqrt(b2 |Q U^T| + (1-b2) g^2) + eps))^2, before clipping.
+  double mhat_sq() const { return stats_.mhat_sq; }
+
+  // z = (1 - b2) (G^2)^T y over this operator's rows.
+  void transposed_product(const MatF& y, MatF& z) const {
     const int c = static_cast<int>(y.cols());
+    if (m_ == 0) {  // an empty row shard adds nothing
+      z = MatF::Zero(n_, c);
+      return;
+    }
     const MatF ys = (1 - b2_) * y;
     const int64_t tile = detail::row_grain(n_);
     // Partial sums per chunk stay under 4M floats; the chunking depends on shapes only.
@@ -134,14 +159,7 @@ class EmaOperator final : public detail::Operator<float> {
       });
       z = zt.transpose();
     }
-    if (k_ > 0) z.noalias() += b2_ * (u_ * (q_.transpose() * y));
   }
-
-  // ||V||_F^2, summed tile by tile from b2 Q U^T + (1 - b2) G^2 during the first product.
-  double frob_sq() const override { return stats_.v_sq; }
-
-  // Sum over the matrix of Mhat^2 = (g / (sqrt(b2 |Q U^T| + (1-b2) g^2) + eps))^2, before clipping.
-  double mhat_sq() const { return stats_.mhat_sq; }
 
   // The update pass: Mhat from this step's denominator, the first moment and theta, row by row.
   void update(const kernels::UpdateRow& a, float* m, float* theta, bool guided, std::vector<Sums3>& cos) const {
@@ -191,15 +209,18 @@ class EmaOperator final : public detail::Operator<float> {
   int64_t m_, n_;
   int k_;
   float b2_, eps_;
+  RowShard shard_;
   mutable bool gathered_ = false;
   mutable Stats stats_;
 };
 
-// s = (1 + cos(M_t, Mhat_t)) / 2: our reading of "cosine-similarity guidance" (see README).
-float guidance_scale(const std::vector<Sums3>& parts) {
-  double dot = 0, mm = 0, hh = 0;
-  for (const auto& p : parts) dot += p.v[0], mm += p.v[1], hh += p.v[2];
-  return guidance_from(dot, mm, hh);
+// s = (1 + cos(M_t, Mhat_t)) / 2: our reading of "cosine-similarity guidance" (see README),
+// over the whole parameter (a row shard's sums are all-reduced).
+float guidance_scale(const std::vector<Sums3>& parts, const RowShard& sh) {
+  double v[3] = {0, 0, 0};
+  for (const auto& p : parts) v[0] += p.v[0], v[1] += p.v[1], v[2] += p.v[2];
+  if (sh.sharded()) sh.comm->allreduce_sum(v, 3);
+  return guidance_from(v[0], v[1], v[2]);
 }
 
 // theta -= lr * (s * M + wd * theta), once s is known.
@@ -216,6 +237,13 @@ void apply_guided_theta(const kernels::UpdateRow& a, float* m, float* theta, int
 // A factor buffer without elements is absent (the state before the first step).
 bool absent(const TensorRef& b) { return b.numel() == 0; }
 
+// The rank of a factored parameter's state: factor_u's columns (factor_q of an empty row shard
+// has no elements but the same rank), 0 before the first step.
+int rank_of(const Slot& s) { return absent(s.state[kU]) ? 0 : static_cast<int>(s.state[kU].shape[1]); }
+
+// A slot's 2-D view: factored or not as the whole tensor is, with this shard's rows.
+View view_of(const Slot& s) { return View(s.param.shape, schema_shape(s)); }
+
 // A new m x k factor buffer from the front, filled with `src`.
 TensorRef new_factor(Allocator& alloc, size_t slot, size_t buffer, int64_t rows, int k, const std::vector<float>& src) {
   TensorRef b = alloc.allocate(slot, buffer, DType::f32, {rows, int64_t(k)});
@@ -231,11 +259,11 @@ void step_factored(Slot& s, size_t slot, const View& v, float* theta, const floa
                    const AdapproxHyper& h, Allocator& alloc) {
   const int64_t m = v.rows, n = v.cols;
   const TensorRef &qb = s.state[kQ], &ub = s.state[kU];
-  const int k = absent(qb) ? 0 : static_cast<int>(qb.shape[1]);
+  const int k = rank_of(s);
   // 1. New factors of V_t from the old ones (computed first: nothing is written if it throws).
   //    The first product of AS-RSI also sums Mhat^2 for the clip, in the same pass over G.
   EmaOperator op(k ? static_cast<const float*>(qb.data) : nullptr, k ? static_cast<const float*>(ub.data) : nullptr,
-                 k, g, m, n, static_cast<float>(h.beta2), static_cast<float>(h.eps));
+                 k, g, m, n, static_cast<float>(h.beta2), static_cast<float>(h.eps), s.shard);
   RsiOptions ro = h.rsi;
   if (k > 0) ro.rank = k;
   ro.step = static_cast<uint64_t>(s.t);
@@ -249,15 +277,15 @@ void step_factored(Slot& s, size_t slot, const View& v, float* theta, const floa
   }
 
   // 2. Elementwise update with this step's V_t (old factors): one more pass over G.
-  const kernels::UpdateRow a = row_args(h, clip_scale(op.mhat_sq(), m * n, h.clip_threshold));
-  const bool guided = h.cosine_guidance && mom;
+  const kernels::UpdateRow a = row_args(h, clip_scale(op.mhat_sq(), op.global_rows() * n, h.clip_threshold));
+  const bool guided = h.cosine_guidance && h.beta1 > 0;  // (mom is null for an empty row shard)
   std::vector<Sums3> cos;
   op.update(a, mom, theta, guided, cos);
-  if (guided) apply_guided_theta(a, mom, theta, m * n, guidance_scale(cos));
+  if (guided) apply_guided_theta(a, mom, theta, m * n, guidance_scale(cos, s.shard));
 
   // 3. Commit the new factors: in place at the same rank, else the new buffers.
   if (fresh.rank == k) {
-    std::memcpy(qb.data, fresh.q.data(), fresh.q.size() * sizeof(float));
+    if (!fresh.q.empty()) std::memcpy(qb.data, fresh.q.data(), fresh.q.size() * sizeof(float));
     std::memcpy(ub.data, fresh.u.data(), fresh.u.size() * sizeof(float));
   } else {
     s.state[kQ] = nq;
@@ -265,25 +293,31 @@ void step_factored(Slot& s, size_t slot, const View& v, float* theta, const floa
   }
 }
 
-void step_dense(float* theta, const float* g, float* v, float* mom, int64_t count, const AdapproxHyper& h) {
+// A dense second moment; a row shard's clip and guidance sums are all-reduced (the clip's sum
+// before anything is written).
+void step_dense(float* theta, const float* g, float* v, float* mom, int64_t count, const AdapproxHyper& h,
+                const RowShard& sh, int64_t whole_count) {
   const float b2 = static_cast<float>(h.beta2);
-  // v_t = b2 v + (1 - b2) g^2 (dense, already nonnegative)
-  for (int64_t i = 0; i < count; ++i) v[i] = b2 * v[i] + (1 - b2) * (g[i] * g[i]);
-  const double total = kernels::mhat_sq_row(g, v, count, static_cast<float>(h.eps));
-  const kernels::UpdateRow a = row_args(h, clip_scale(total, count, h.clip_threshold));
-  const bool guided = h.cosine_guidance && mom;
+  const float eps = static_cast<float>(h.eps);
+  std::vector<float> vt(count);  // v_t = b2 v + (1 - b2) g^2 (dense, already nonnegative)
+  for (int64_t i = 0; i < count; ++i) vt[i] = b2 * v[i] + (1 - b2) * (g[i] * g[i]);
+  double total = count > 0 ? kernels::mhat_sq_row(g, vt.data(), count, eps) : 0.0;
+  if (sh.sharded()) sh.comm->allreduce_sum(&total, 1);
+  std::copy(vt.begin(), vt.end(), v);
+  const kernels::UpdateRow a = row_args(h, clip_scale(total, whole_count, h.clip_threshold));
+  const bool guided = h.cosine_guidance && h.beta1 > 0;  // (mom is null for an empty row shard)
   std::vector<Sums3> cos(1);
-  kernels::update_row(a, g, v, count, mom, theta, !guided, guided ? cos[0].v : nullptr);
-  if (guided) apply_guided_theta(a, mom, theta, count, guidance_scale(cos));
+  if (count > 0) kernels::update_row(a, g, v, count, mom, theta, !guided, guided ? cos[0].v : nullptr);
+  if (guided) apply_guided_theta(a, mom, theta, count, guidance_scale(cos, sh));
 }
 
 // One parameter. Parameters that are not C-contiguous float32 (other dtypes: math in float32,
 // weight decay applied before the single rounding back; other layouts) are updated through
 // C-ordered float32 copies, as is like-parameter state in another layout.
 void step_one(Slot& s, size_t slot, const AdapproxHyper& h, Allocator& alloc) {
-  const View v(s.param.shape);
+  const View v = view_of(s);
   const int64_t count = v.rows * v.cols;
-  if (count == 0) return;
+  if (count == 0 && !s.shard.sharded()) return;  // an empty shard still takes part in the sums
   Staged<float> theta(s.param), grad(s.grad);
   const size_t m_at = v.factored ? kU + 1 : kV + 1;  // exp_avg, when b1 > 0
   std::unique_ptr<Staged<float>> dense, mom;
@@ -293,7 +327,9 @@ void step_one(Slot& s, size_t slot, const AdapproxHyper& h, Allocator& alloc) {
     step_factored(s, slot, v, theta.data(), grad.data(), m, h, alloc);
   } else {
     dense = std::make_unique<Staged<float>>(s.state[kV]);
-    step_dense(theta.data(), grad.data(), dense->data(), m, count, h);
+    int64_t whole = 1;
+    for (int64_t d : schema_shape(s)) whole *= d;
+    step_dense(theta.data(), grad.data(), dense->data(), m, count, h, s.shard, whole);
     dense->store();
   }
   if (mom) mom->store();
@@ -341,6 +377,7 @@ class Adapprox final : public Algorithm {
         b.dtype = DType::f32;
         b.shape = {len, 0};
         b.resized = true;
+        b.follows_rows = b.name == "factor_q";  // U is n x k: whole on every rank
         s.push_back(b);
       }
     } else {
@@ -356,27 +393,30 @@ class Adapprox final : public Algorithm {
       throw Error(ErrorKind::value, who + ": Adapprox on CUDA steps C-contiguous float32 parameters (got " +
                                         dtype_name(s.param.dtype) + (s.param.contiguous() ? "" : ", strided") +
                                         "); adapprox never converts or copies behind your back");
-    const View v(s.param.shape);
+    const View v = view_of(s);
     if (!v.factored) return;
     const TensorRef &q = s.state[kQ], &u = s.state[kU];
-    if (absent(q) != absent(u))
+    // (factor_q of an empty row shard has no elements at any rank)
+    if (absent(u) ? !absent(q) : (absent(q) && v.rows > 0))
       fail(who, std::string("state '") + (absent(q) ? "factor_q" : "factor_u") +
                     "' is empty while the other factor is not: factor_q and factor_u come together");
-    if (absent(q)) {
+    if (absent(u)) {
       if (s.t > 1)
         fail(who, "state 'factor_q' is missing: a factored parameter has factor_q and factor_u after its first step "
                   "(state 'step' = " + std::to_string(s.t - 1) + ")");
       return;
     }
-    if (q.shape.size() != 2 || q.shape[0] != v.rows)
-      fail(who, "state 'factor_q' must have shape (" + std::to_string(v.rows) + ", k), got " + shape_str(q.shape));
-    const int64_t k = q.shape[1];
-    if (u.shape != std::vector<int64_t>{v.cols, k})
-      fail(who, "state 'factor_u' must have shape " + shape_str({v.cols, k}) + " (factor_q has rank " +
-                    std::to_string(k) + "), got " + shape_str(u.shape));
-    if (k > std::min(v.rows, v.cols))
+    if (u.shape.size() != 2 || u.shape[0] != v.cols)
+      fail(who, "state 'factor_u' must have shape (" + std::to_string(v.cols) + ", k), got " + shape_str(u.shape));
+    const int64_t k = u.shape[1];
+    if (q.shape != std::vector<int64_t>{v.rows, k})
+      fail(who, "state 'factor_q' must have shape " + shape_str({v.rows, k}) + " (factor_u has rank " +
+                    std::to_string(k) + "), got " + shape_str(q.shape) +
+                    (s.shard.sharded() ? " (this rank's rows of the parameter)" : ""));
+    const int64_t whole_rows = schema_shape(s)[0];
+    if (k > std::min(whole_rows, v.cols))
       fail(who, "state 'factor_q' has rank " + std::to_string(k) + ", more than min(m, n) = " +
-                    std::to_string(std::min(v.rows, v.cols)) + " for the " + std::to_string(v.rows) + " x " +
+                    std::to_string(std::min(whole_rows, v.cols)) + " for the " + std::to_string(whole_rows) + " x " +
                     std::to_string(v.cols) + " view of the parameter");
   }
   void step_cuda(const Hyper& hyper, std::vector<Slot>& slots, Allocator& alloc, void* stream) const override {
@@ -392,10 +432,11 @@ class Adapprox final : public Algorithm {
   }
   void step(const Hyper& hyper, std::vector<Slot>& slots, Allocator& alloc) const override {
     const AdapproxHyper h = native(hyper);
-    // Big matrices one after another, each with every thread; the rest side by side.
+    // Big matrices and row shards (whose collectives run in order on this thread) one after
+    // another, each with every thread; the rest side by side.
     std::vector<size_t> small;
     for (size_t i = 0; i < slots.size(); ++i) {
-      if (slots[i].param.numel() >= tuning::kBigParamNumel) {
+      if (slots[i].param.numel() >= tuning::kBigParamNumel || slots[i].shard.sharded()) {
         check_interrupt();
         step_one(slots[i], i, h, alloc);
         slots[i].done = true;

@@ -46,16 +46,19 @@ inline AdapproxHyper native(const Hyper& h) {
 }
 
 // The 2-D view of a parameter: factored (shape[0], rest) for >= 2-D parameters with elements,
-// else (1, numel) with a dense second moment.
+// else (1, numel) with a dense second moment. A row shard is viewed as the whole tensor (`whole`)
+// is: factored or not alike on every rank, with its own rows (possibly none).
 struct View {
   bool factored;
   int64_t rows, cols;
-  explicit View(const std::vector<int64_t>& shape) {
-    int64_t numel = 1;
+  explicit View(const std::vector<int64_t>& shape) : View(shape, shape) {}
+  View(const std::vector<int64_t>& shape, const std::vector<int64_t>& whole) {
+    int64_t numel = 1, whole_numel = 1;
     for (int64_t d : shape) numel *= d;
-    factored = shape.size() >= 2 && numel > 0;
+    for (int64_t d : whole) whole_numel *= d;
+    factored = whole.size() >= 2 && whole_numel > 0;
     rows = factored ? shape[0] : 1;
-    cols = factored ? numel / shape[0] : numel;
+    cols = factored ? whole_numel / whole[0] : numel;
   }
 };
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "adapprox/as_rsi.hpp"
+#include "adapprox/communicator.hpp"
 #include "adapprox/interrupt.hpp"
 #include "adapprox/random.hpp"
 #include "adapprox/tensor.hpp"
@@ -21,7 +22,9 @@ using MapC = Eigen::Map<const Mat<T>>;
 template <class T>
 using MapM = Eigen::Map<Mat<T>>;
 
-// An m x n matrix known only through products: what AS-RSI needs to see of V.
+// An m x n matrix known only through products: what AS-RSI needs to see of V. A row-sharded
+// operator holds rows [row_offset, row_offset + m) of a global_rows x n matrix: apply gives this
+// rank's rows of A x, apply_t the whole (all-reduced) A^T y, frob_sq the whole matrix's norm.
 template <class T>
 class Operator {
  public:
@@ -31,6 +34,8 @@ class Operator {
   virtual void apply(const Mat<T>& x, Mat<T>& y) const = 0;    // y = A x   (x: n x c)
   virtual void apply_t(const Mat<T>& y, Mat<T>& z) const = 0;  // z = A^T y (y: m x c)
   virtual double frob_sq() const = 0;  // ||A||_F^2; asked after the first apply(), which may compute it
+  virtual RowShard shard() const { return {}; }
+  int64_t global_rows() const { return shard().sharded() ? shard().global_rows : rows(); }
 };
 
 // Rows per tile in row-blocked products: keeps a tile of a wide matrix in cache.
@@ -53,12 +58,14 @@ void householder_orthonormalise(Mat<T>& y) {
 // One CholeskyQR pass, y <- y R^-1 with R^T R = y^T y (Gram in float64, rows split across
 // threads). Returns max |y_in^T y_in - I| (how far from orthonormal the input was), or -1 when
 // the Gram matrix is not safely positive definite.
+// With a communicator y is a row shard: the w x w Gram matrix is all-reduced (the pass's only
+// communication), and every rank takes the same decision from it.
 template <class T>
-double cholesky_qr_pass(Mat<T>& y) {
+double cholesky_qr_pass(Mat<T>& y, Communicator* comm = nullptr) {
   const int64_t m = y.rows();
   const int w = static_cast<int>(y.cols());
   const int64_t grain = std::max<int64_t>(tuning::kGramMinRows, tuning::kGramElements / w);
-  const int chunks = chunk_count(m, grain);
+  const int chunks = std::max(1, chunk_count(m, grain));
   std::vector<Eigen::MatrixXd> part(chunks, Eigen::MatrixXd::Zero(w, w));
   parallel_chunks(m, grain, [&](int ch, int64_t r0, int64_t r1) {
     const Eigen::MatrixXd yb = y.middleRows(r0, r1 - r0).template cast<double>();
@@ -66,6 +73,7 @@ double cholesky_qr_pass(Mat<T>& y) {
   });
   Eigen::MatrixXd gram = part[0];
   for (int ch = 1; ch < chunks; ++ch) gram += part[ch];
+  if (comm) comm->allreduce_sum(gram.data(), int64_t(w) * w);
   Eigen::LLT<Eigen::MatrixXd> llt(gram);
   if (llt.info() != Eigen::Success) return -1;
   const Eigen::VectorXd d = llt.matrixL().toDenseMatrix().diagonal();
@@ -93,6 +101,35 @@ void orthonormalise(Mat<T>& y) {
   }
   y = original;
   householder_orthonormalise(y);
+}
+
+// The same for a row shard of y (rows [row_offset, row_offset + m) of global_rows), taking the
+// single-process path's decisions from the whole matrix: CholeskyQR2 over all-reduced Gram
+// matrices; where the whole y would be small or Cholesky unsafe, the shards are summed into the
+// whole y (O(global_rows w) numbers, small or rare) and every rank runs the same Householder QR.
+template <class T>
+void orthonormalise_rows(Mat<T>& y, const RowShard& sh) {
+  const int64_t big_m = sh.global_rows, w = y.cols();
+  if (big_m * w >= tuning::kCholeskyQrMinElements && w <= big_m) {
+    const Mat<T> original = y;
+    if (cholesky_qr_pass(y, sh.comm) >= 0) {
+      const double second = cholesky_qr_pass(y, sh.comm);
+      if (second >= 0 && second < 0.1) return;
+    }
+    y = original;
+  }
+  Mat<T> whole = Mat<T>::Zero(big_m, w);
+  whole.middleRows(sh.row_offset, y.rows()) = y;
+  sh.comm->allreduce_sum(whole.data(), big_m * w);
+  householder_orthonormalise(whole);
+  y = whole.middleRows(sh.row_offset, y.rows());
+}
+
+template <class T>
+void orthonormalise_rows_of(const Operator<T>& op, Mat<T>& y) {
+  const RowShard sh = op.shard();
+  if (sh.sharded()) orthonormalise_rows(y, sh);
+  else orthonormalise(y);
 }
 
 struct RankChoice {
@@ -124,7 +161,7 @@ inline RankChoice choose_rank(const Eigen::VectorXd& sigma_sq, double frob_sq, i
 // starting rank doubled (a fresh sketch) while the tolerance is out of the sketch's reach.
 template <class T>
 RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt) {
-  const int64_t m = op.rows(), n = op.cols();
+  const int64_t m = op.global_rows(), n = op.cols();  // the whole matrix, also for a row shard
   const int64_t full = std::min(m, n);
   int min_rank, max_rank;
   resolve_rank_bounds(opt, m, n, min_rank, max_rank);
@@ -143,13 +180,13 @@ RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt) {
     Mat<T> y, z;
     op.apply(omega, y);
     if (frob_sq < 0) frob_sq = op.frob_sq();
-    orthonormalise(y);
+    orthonormalise_rows_of(op, y);
     for (int it = 0; it < opt.power_iters; ++it) {
       check_interrupt();  // AS-RSI writes nothing but its own result
-      op.apply_t(y, z);
+      op.apply_t(y, z);   // whole (all-reduced) for a row shard: every rank orthonormalises the same z
       orthonormalise(z);
       op.apply(z, y);
-      orthonormalise(y);
+      orthonormalise_rows_of(op, y);
     }
     Mat<T> bt;  // B^T = A^T Q, n x w
     op.apply_t(y, bt);

@@ -40,6 +40,7 @@ adx_status status_of(ErrorKind k) {
     case ErrorKind::spec: return ADX_ERR_SPEC;
     case ErrorKind::shape: return ADX_ERR_SHAPE;
     case ErrorKind::interrupted: return ADX_ERR_INTERRUPTED;
+    case ErrorKind::comm: return ADX_ERR_COMM;
   }
   return ADX_ERR_INTERNAL;
 }

@@ -116,6 +116,7 @@ BufferSpec like_param(const std::string& name, DType dtype, const std::vector<in
   b.dtype = dtype;
   b.shape = shape;
   b.like_param = true;
+  b.follows_rows = true;
   b.fill = fill;
   return b;
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <map>
 #include <sstream>
 
@@ -85,7 +86,16 @@ void write_step(const TensorRef& b, int64_t t) {
   }
 }
 
-void check_buffer(const BufferSpec& spec, const TensorRef& b, const TensorRef& param, const std::string& who) {
+// `spec` comes from the schema of the whole tensor; a row shard's own buffers hold its rows.
+std::vector<int64_t> local_shape(const BufferSpec& spec, const Slot& s) {
+  if (spec.like_param) return s.param.shape;
+  std::vector<int64_t> shape = spec.shape;
+  if (s.shard.sharded() && spec.follows_rows && !shape.empty()) shape[0] = s.param.shape[0];
+  return shape;
+}
+
+void check_buffer(const BufferSpec& spec, const TensorRef& b, const Slot& s, const std::string& who) {
+  const TensorRef& param = s.param;
   if (std::string why = size_problem(b); !why.empty()) fail(ErrorKind::shape, who + " state '" + spec.name + "'", why);
   const auto name_of = [&] { return "state '" + spec.name + "'"; };  // built only for a message
   if (spec.resized && (!b.data || b.numel() == 0)) return;  // absent (or empty): the step creates it
@@ -99,8 +109,9 @@ void check_buffer(const BufferSpec& spec, const TensorRef& b, const TensorRef& p
     fail(ErrorKind::state, who, name_of() + " must be " + dtype_name(spec.dtype) + ", got " + dtype_name(b.dtype));
   if (spec.resized) {
     if (!b.contiguous()) fail(ErrorKind::state, who, name_of() + " must be C-contiguous");
-  } else if (b.shape != spec.shape) {
-    fail(ErrorKind::state, who, name_of() + " must have shape " + shape_str(spec.shape) + ", got " + shape_str(b.shape));
+  } else if (const auto want_shape = local_shape(spec, s); b.shape != want_shape) {
+    fail(ErrorKind::state, who, name_of() + " must have shape " + shape_str(want_shape) + ", got " + shape_str(b.shape) +
+                                    (s.shard.sharded() && spec.follows_rows ? " (this rank's rows)" : ""));
   } else if (spec.like_param ? !b.same_layout(param) : !b.contiguous()) {
     fail(ErrorKind::state, who, name_of() + " has strides " + strides_str(b) +
                                     (spec.like_param ? ", the parameter has " + strides_str(param) +
@@ -169,59 +180,144 @@ class OffsetAllocator final : public Allocator {
   size_t base_;
 };
 
+// The distinct communicators of a call, in order of first use, each with its row-sharded slots
+// (0-D parameters have no rows to split: they are stepped whole, their communicator ignored).
+struct CommSlots {
+  Communicator* comm;
+  std::vector<Slot*> slots;
+};
+
+std::vector<CommSlots> sharded_slots(std::vector<Group>& groups) {
+  std::vector<CommSlots> out;
+  for (Group& g : groups)
+    for (Slot& s : g.slots) {
+      if (s.shard.comm && s.param.shape.empty()) s.shard = RowShard{};
+      if (!s.shard.comm) continue;
+      auto it = std::find_if(out.begin(), out.end(), [&](const CommSlots& c) { return c.comm == s.shard.comm; });
+      if (it == out.end()) out.push_back({s.shard.comm, {}}), it = out.end() - 1;
+      it->slots.push_back(&s);
+    }
+  return out;
+}
+
+[[noreturn]] void comm_fail(const std::string& what) { throw Error(ErrorKind::comm, what); }
+
+// Where each shard sits: every rank's row count of every sharded slot, summed over ranks (a
+// vector with one entry per (slot, rank), each rank filling its own). First the slot counts,
+// so that ranks which disagree fail together instead of mismatching collectives.
+void locate_shards(const CommSlots& c) {
+  const int size = c.comm->size(), me = c.comm->rank();
+  if (size < 1 || me < 0 || me >= size)
+    comm_fail("the communicator reports rank " + std::to_string(me) + " of size " + std::to_string(size));
+  std::vector<double> counts(size, 0.0);
+  counts[me] = static_cast<double>(c.slots.size());
+  c.comm->allreduce_sum(counts.data(), size);
+  for (int r = 0; r < size; ++r)
+    if (counts[r] != counts[me]) {
+      std::ostringstream os;
+      os << "ranks disagree on the number of row-sharded parameters in this step (rank " << me << ": "
+         << c.slots.size() << ", rank " << r << ": " << counts[r] << "); every rank must step the same parameters";
+      comm_fail(os.str());
+    }
+  std::vector<double> rows(c.slots.size() * size, 0.0);
+  for (size_t i = 0; i < c.slots.size(); ++i) rows[i * size + me] = static_cast<double>(c.slots[i]->param.shape[0]);
+  c.comm->allreduce_sum(rows.data(), static_cast<int64_t>(rows.size()));
+  for (size_t i = 0; i < c.slots.size(); ++i) {
+    RowShard& sh = c.slots[i]->shard;
+    sh.global_rows = sh.row_offset = 0;
+    for (int r = 0; r < size; ++r) {
+      const auto n = static_cast<int64_t>(rows[i * size + r]);
+      sh.global_rows += n;
+      if (r < me) sh.row_offset += n;
+    }
+  }
+}
+
+// Every rank says whether it refused the call; if any did, every rank throws before anything is
+// written (the refusing rank its own error), so no rank is left waiting in a collective.
+void vote(const std::vector<CommSlots>& comms, const std::exception_ptr& refused) {
+  for (const CommSlots& c : comms) {
+    const int size = c.comm->size(), me = c.comm->rank();
+    std::vector<double> no(size, 0.0);
+    no[me] = refused ? 1.0 : 0.0;
+    c.comm->allreduce_sum(no.data(), size);
+    if (refused) continue;
+    for (int r = 0; r < size; ++r)
+      if (no[r] != 0)
+        comm_fail("rank " + std::to_string(r) + " of " + std::to_string(size) +
+                  " refused this step (its error is raised there); no rank stepped, nothing was written");
+  }
+  if (refused) std::rethrow_exception(refused);
+}
+
 }  // namespace
 
 void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& alloc, void* stream) {
   // 1. Check everything: the environment, hyperparameters, every slot of every group, memory
   //    shared anywhere.
-  check_isa_setting();
-  prepare_threads();
+  //    Row-sharded parameters first learn where their shard sits; then each rank checks its own
+  //    slots and all vote, so that a call refused on one rank is refused on all.
+  const std::vector<CommSlots> comms = sharded_slots(groups);
+  for (const CommSlots& c : comms) locate_shards(c);
   std::vector<Hyper> hs;
   std::vector<const Slot*> all;  // every slot of every group, for the overlap check
   // Each slot's schema; slots of one group with the same shape and dtype share one.
   std::deque<std::vector<BufferSpec>> unique;
   std::vector<const std::vector<BufferSpec>*> schemas;
-  size_t i = 0;
-  for (Group& g : groups) {
-    hs.push_back(complete_hyper(algo, g.hyper));
-    std::map<std::pair<std::vector<int64_t>, DType>, const std::vector<BufferSpec>*> seen;
-    for (Slot& s : g.slots) {
-      const std::string who = "params[" + std::to_string(i++) + "]";
-      check_param_and_grad(s, who);
-      const std::vector<BufferSpec>*& cached = seen[{s.param.shape, s.param.dtype}];
-      if (!cached) {
-        unique.push_back(state_schema(algo, hs.back(), s.param.shape, s.param.dtype));
-        cached = &unique.back();
+  std::exception_ptr refused;
+  Device device{};
+  try {
+    check_isa_setting();
+    prepare_threads();
+    size_t i = 0;
+    for (Group& g : groups) {
+      hs.push_back(complete_hyper(algo, g.hyper));
+      std::map<std::pair<std::vector<int64_t>, DType>, const std::vector<BufferSpec>*> seen;
+      for (Slot& s : g.slots) {
+        const std::string who = "params[" + std::to_string(i++) + "]";
+        check_param_and_grad(s, who);
+        const std::vector<int64_t> shape = schema_shape(s);
+        const std::vector<BufferSpec>*& cached = seen[{shape, s.param.dtype}];
+        if (!cached) {
+          unique.push_back(state_schema(algo, hs.back(), shape, s.param.dtype));
+          cached = &unique.back();
+        }
+        schemas.push_back(cached);
+        const auto& schema = *cached;
+        if (s.state.size() != schema.size()) {
+          std::string names;
+          for (const auto& b : schema) names += (names.empty() ? "" : ", ") + b.name;
+          fail(ErrorKind::state, who, algo.name() + " needs " + std::to_string(schema.size()) + " state buffers (" +
+                                          names + "), got " + std::to_string(s.state.size()));
+        }
+        const bool counted = !schema.empty() && schema[0].name == kStepBuffer;
+        s.t = counted ? read_step(s.state[0], who) + 1 : 0;
+        for (size_t k = counted ? 1 : 0; k < schema.size(); ++k) check_buffer(schema[k], s.state[k], s, who);
+        algo.check_state(hs.back(), s, who);
+        all.push_back(&s);
       }
-      schemas.push_back(cached);
-      const auto& schema = *cached;
-      if (s.state.size() != schema.size()) {
-        std::string names;
-        for (const auto& b : schema) names += (names.empty() ? "" : ", ") + b.name;
-        fail(ErrorKind::state, who, algo.name() + " needs " + std::to_string(schema.size()) + " state buffers (" +
-                                        names + "), got " + std::to_string(s.state.size()));
+    }
+    check_no_overlap(all, schemas);
+    // One device per call: the first parameter's.
+    device = all.empty() ? Device{} : all[0]->param.device;
+    for (size_t k = 0; k < all.size(); ++k)
+      if (all[k]->param.device != device)
+        fail(ErrorKind::device, "params[" + std::to_string(k) + "]", "is on " + device_str(all[k]->param.device) +
+                                    ", params[0] on " + device_str(device) + "; one step call takes one device");
+    if (device.kind == Device::cuda && !comms.empty())
+      fail(ErrorKind::device, "params[0]", "row-sharded parameters (a communicator) are stepped on the CPU only in "
+                                           "this release; the CUDA backend steps whole parameters");
+    if (device.kind == Device::cuda) {
+      try {
+        cuda::require_device(device.index);
+      } catch (const Error& e) {
+        fail(ErrorKind::device, "params[0]", "on " + device_str(device) + ": " + e.what());
       }
-      const bool counted = !schema.empty() && schema[0].name == kStepBuffer;
-      s.t = counted ? read_step(s.state[0], who) + 1 : 0;
-      for (size_t k = counted ? 1 : 0; k < schema.size(); ++k) check_buffer(schema[k], s.state[k], s.param, who);
-      algo.check_state(hs.back(), s, who);
-      all.push_back(&s);
     }
+  } catch (...) {
+    refused = std::current_exception();
   }
-  check_no_overlap(all, schemas);
-  // One device per call: the first parameter's.
-  const Device device = all.empty() ? Device{} : all[0]->param.device;
-  for (size_t k = 0; k < all.size(); ++k)
-    if (all[k]->param.device != device)
-      fail(ErrorKind::device, "params[" + std::to_string(k) + "]", "is on " + device_str(all[k]->param.device) +
-                                  ", params[0] on " + device_str(device) + "; one step call takes one device");
-  if (device.kind == Device::cuda) {
-    try {
-      cuda::require_device(device.index);
-    } catch (const Error& e) {
-      fail(ErrorKind::device, "params[0]", "on " + device_str(device) + ": " + e.what());
-    }
-  }
+  vote(comms, refused);
   // 2. Step, group by group; allocations are numbered by the slot's position over all groups.
   //    An interrupt (interrupt.hpp) stops between parameters: the step counters of the slots
   //    stepped in full advance, the rest stay as they were.
@@ -247,6 +343,12 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
     if (stopped) throw Interrupted();
     base += groups[gi].slots.size();
   }
+}
+
+std::vector<int64_t> schema_shape(const Slot& s) {
+  std::vector<int64_t> shape = s.param.shape;
+  if (s.shard.sharded() && !shape.empty()) shape[0] = s.shard.global_rows;
+  return shape;
 }
 
 void step(const Algorithm& algo, const Hyper& given, std::vector<Slot>& slots, Allocator& alloc, void* stream) {

@@ -1,6 +1,7 @@
 // The registry and the step driver for Python: one generic step for every optimizer. The
 // fronts own every state buffer (torch tensors, NumPy arrays) and pass them in through DLPack;
 // factor buffers whose shape changed come back as new DLPack capsules (zero-copy).
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -86,8 +87,39 @@ class PendingSignal {
   std::optional<py::error_already_set> error_;
 };
 
+// A communicator written in Python: an object with `rank` and `size` (ints) and
+// `allreduce_sum(array)`, which sums a float32 or float64 NumPy array over all ranks in place
+// (the torch front's uses torch.distributed). The array views the core's buffer: nothing is
+// copied. A Python exception (a timeout, a lost peer) becomes Error(comm) with its message.
+class PyCommunicator final : public Communicator {
+ public:
+  explicit PyCommunicator(py::object obj) : obj_(std::move(obj)) {
+    rank_ = obj_.attr("rank").cast<int>();
+    size_ = obj_.attr("size").cast<int>();
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void allreduce_sum(double* data, int64_t count) override { call(data, count); }
+  void allreduce_sum(float* data, int64_t count) override { call(data, count); }
+
+ private:
+  template <class T>
+  void call(T* data, int64_t count) {
+    py::gil_scoped_acquire gil;
+    try {
+      py::array_t<T> view({static_cast<py::ssize_t>(count)}, {static_cast<py::ssize_t>(sizeof(T))}, data, py::none());
+      obj_.attr("allreduce_sum")(view);
+    } catch (py::error_already_set& e) {
+      throw Error(ErrorKind::comm, std::string("all-reduce over ranks failed: ") + e.what());
+    }
+  }
+  py::object obj_;
+  int rank_ = 0, size_ = 1;
+};
+
 // step(name, groups) -> (replaced, stopped): one driver call for every group, each
-// (hyper, params, grads, states, fresh, indices); states[i] lists params[i]'s buffers in schema
+// (hyper, params, grads, states, fresh, indices[, comms]); comms[i] is None or params[i]'s
+// communicator (params[i] is then one row shard of a larger tensor); states[i] lists params[i]'s buffers in schema
 // order (None for an absent factor). Slots are numbered across groups. `replaced` lists the
 // buffers the step replaced, (slot, buffer, capsule); `stopped` is None, or (done, exception)
 // when a signal stopped the step: done[slot] says which parameters were stepped in full.
@@ -100,14 +132,18 @@ py::tuple step_py(const std::string& name, const py::list& groups_in, const py::
   size_t tensors = 0;  // room for every import up front: Imported is moved, never copied
   for (auto gobj : groups_in) {
     const auto g = gobj.cast<py::tuple>();
-    if (g.size() == 6) tensors += 10 * py::len(g[1]);  // parameter, gradient, at most 8 state buffers
+    if (g.size() == 6 || g.size() == 7) tensors += 10 * py::len(g[1]);  // parameter, gradient, at most 8 state buffers
   }
   held.reserve(tensors);
   std::vector<Group> groups;
+  std::vector<std::unique_ptr<PyCommunicator>> comms;  // one per distinct Python object
+  std::vector<py::handle> comm_objects;
   size_t slot = 0;
   for (auto gobj : groups_in) {
     auto g = gobj.cast<py::tuple>();
-    if (g.size() != 6) throw py::value_error("a group is (hyper, params, grads, states, fresh, indices)");
+    if (g.size() != 6 && g.size() != 7)
+      throw py::value_error("a group is (hyper, params, grads, states, fresh, indices[, comms])");
+    const py::object group_comms = g.size() == 7 ? py::object(g[6]) : py::object(py::none());
     const py::list params = g[1], grads = g[2], states = g[3], fresh = g[4], indices = g[5];
     const size_t n = py::len(params);
     if (py::len(grads) != n || py::len(states) != n || py::len(fresh) != n || py::len(indices) != n)
@@ -132,6 +168,16 @@ py::tuple step_py(const std::string& name, const py::list& groups_in, const py::
       }
       s.fresh = fresh[i].cast<bool>();
       s.index = indices[i].cast<uint64_t>();
+      if (!group_comms.is_none() && !group_comms[py::int_(i)].is_none()) {
+        const py::handle c = group_comms[py::int_(i)];
+        size_t k = 0;
+        while (k < comm_objects.size() && !comm_objects[k].is(c)) ++k;
+        if (k == comm_objects.size()) {
+          comm_objects.push_back(c);
+          comms.push_back(std::make_unique<PyCommunicator>(py::reinterpret_borrow<py::object>(c)));
+        }
+        s.shard.comm = comms[k].get();
+      }
     }
     groups.push_back(std::move(group));
   }
@@ -169,6 +215,7 @@ py::list schema_py(const std::string& name, const py::dict& hyper, const std::ve
     d["dtype"] = std::string(dtype_name(b.dtype));
     d["shape"] = py::tuple(py::cast(b.shape));
     d["like_param"] = b.like_param;
+    d["follows_rows"] = b.follows_rows;
     d["resized"] = b.resized;
     d["fill"] = b.fill;
     out.append(d);
@@ -219,7 +266,7 @@ void bind_registry(py::module_& m) {
     return complete_hyper(find_algorithm(name), hyper_from(hyper));
   }, py::arg("name"), py::arg("hyper"), "`hyper` completed with defaults and checked; ValueError naming a bad one.");
   m.def("schema", &schema_py, py::arg("name"), py::arg("hyper"), py::arg("shape"), py::arg("dtype"),
-        "The state buffers of a parameter: name, dtype, shape, like_param, resized, fill.");
+        "The state buffers of a parameter: name, dtype, shape, like_param, follows_rows, resized, fill.");
   m.def("step", &step_py, py::arg("name"), py::arg("groups"), py::arg("stream") = py::none());
   m.def("cuda_built", &cuda::built, "Whether this build has the CUDA backend.");
   m.def("adapprox_cuda_profile", [](bool on) {

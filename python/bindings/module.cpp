@@ -66,6 +66,8 @@ PYBIND11_MODULE(_core, m) {
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::type)
         PyErr_SetString(PyExc_TypeError, e.what());
+      else if (e.kind() == ErrorKind::comm)
+        PyErr_SetString(PyExc_RuntimeError, e.what());
       else
         PyErr_SetString(PyExc_ValueError, e.what());
     }

@@ -67,7 +67,8 @@ typedef enum {
   ADX_ERR_STATE = 7,       /* truncated, corrupt or mismatched state buffer */
   ADX_ERR_BUFFER_SIZE = 8, /* caller's buffer is too small (the needed size is returned) */
   ADX_ERR_INTERNAL = 9,    /* out of memory or an unexpected failure */
-  ADX_ERR_INTERRUPTED = 10 /* the interrupt callback asked to stop (adx_set_interrupt) */
+  ADX_ERR_INTERRUPTED = 10, /* the interrupt callback asked to stop (adx_set_interrupt) */
+  ADX_ERR_COMM = 11         /* a collective failed, or another rank refused the step (adx_set_communicator) */
 } adx_status;
 
 typedef struct adx_optimizer adx_optimizer;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "adapprox/communicator.hpp"
 #include "adapprox/tensor.hpp"
 
 namespace adapprox {
@@ -36,6 +37,8 @@ struct BufferSpec {
                                 // (data == nullptr) and is replaced through the Allocator
   double fill = 0;              // initial value of a fixed buffer
   std::string fill_from;        // or the hyperparameter that gives it (Adagrad's sum)
+  bool follows_rows = false;    // split over ranks with the parameter's rows (like_param ones
+                                // always are): a row-sharded parameter's buffer holds its rows
 };
 
 // The step counter, where an optimizer keeps one (all but SGD, as in torch), is the first buffer
@@ -56,6 +59,8 @@ struct Slot {
   bool fresh = false;            // the front created every state buffer for this step (first step)
   int64_t t = 0;                 // this step's count (stored step + 1; 0 without a counter), set by the driver
   bool done = false;             // stepped in full (set by algorithms that can stop between parameters)
+  RowShard shard;                // the front sets shard.comm for one row shard of a larger
+                                 // tensor (communicator.hpp); the driver fills in the rest
 };
 
 // New buffers for `resized` state. The front owns what it hands out; a buffer it returns is
@@ -97,6 +102,9 @@ class Algorithm {
   // refuses with Error(device).
   virtual void step_cuda(const Hyper& h, std::vector<Slot>& slots, Allocator& alloc, void* stream) const;
 };
+
+// The shape a parameter's schema is resolved for: its own, or for a row shard the whole tensor's.
+std::vector<int64_t> schema_shape(const Slot& s);
 
 // Every registered optimizer, in a fixed order.
 const std::vector<const Algorithm*>& all_algorithms();

@@ -38,7 +38,8 @@ struct TensorRef {
 };
 
 // Kinds of rejected input, so bindings can map them to their own exception types.
-enum class ErrorKind { value, type, device, state, spec, shape, interrupted };
+// comm: a collective failed or another rank refused the step (distributed steps).
+enum class ErrorKind { value, type, device, state, spec, shape, interrupted, comm };
 
 class Error : public std::runtime_error {
  public:

@@ -13,6 +13,7 @@ from torch.utils.dlpack import from_dlpack, to_dlpack
 
 from .. import _core
 from .._lock import drop_lock, serialised
+from . import _distributed
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _NAMES = {v: k for k, v in _DTYPES.items()}
@@ -54,6 +55,9 @@ class NativeOptimizer(torch.optim.Optimizer):
     # The factored ones (whose statistics span the whole matrix) take sharded parameters only
     # where they implement exact statistics over shards.
     shard_local: bool = False
+    # Whether the core computes this optimizer's statistics over the whole matrix for parameters
+    # split by rows over ranks (FSDP2's Shard(0)), all-reducing what spans the rows.
+    shard_rows: bool = False
 
     def _hyper(self, group) -> dict:
         raise NotImplementedError
@@ -86,6 +90,7 @@ class NativeOptimizer(torch.optim.Optimizer):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_schema_cache", None)
+        state.pop("_last_comm", None)
         return drop_lock(state)
 
     def __setstate__(self, state):
@@ -143,13 +148,14 @@ class NativeOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         complex_ok = None
-        groups, owners = [], []  # owners: (param, schema, state tensors, write back) per slot
+        groups, owners = [], []  # owners: (param, schema, state tensors, write back, by rows) per slot
+        comm_cache = {}  # one communicator per device mesh
         index = 0
         state = self.state
         for gi, group in enumerate(self.param_groups):
             hyper = self._hyper(group)
             plans = self._plans(hyper)
-            params, grads, states, fresh, indices = [], [], [], [], []
+            params, grads, states, fresh, indices, comms = [], [], [], [], [], []
             for p in group["params"]:
                 index += 1
                 g = p.grad
@@ -161,8 +167,9 @@ class NativeOptimizer(torch.optim.Optimizer):
                 p_real, g_real = p, g
                 dt = _dtensor_type()
                 sharded = dt is not None and isinstance(p, dt)
+                by_rows = False  # one row shard of a matrix whose statistics span every rank
                 if sharded:  # FSDP2 / DTensor: the core steps the local shard, state follows it
-                    self._check_dtensor(gi, index - 1, p, g, dt)
+                    by_rows = self._check_dtensor(gi, index - 1, p, g, dt)
                     p_real, g_real = p.to_local(), g.to_local()
                 if p_real.is_complex():
                     if complex_ok is None:
@@ -171,7 +178,7 @@ class NativeOptimizer(torch.optim.Optimizer):
                         raise TypeError(f"param_groups[{gi}] params[{index - 1}]: {type(self).__name__} does not "
                                         f"support complex parameters (got {p.dtype}); the elementwise optimizers do")
                     p_real, g_real = torch.view_as_real(p_real), torch.view_as_real(g_real)
-                schema, names, specs = self._plan(plans, hyper, p_real)
+                schema, names, specs = self._plan(plans, hyper, p if by_rows else p_real)  # the whole shape
                 st = state.get(p)
                 is_new = not st
                 if not is_new and not st.keys() <= names:
@@ -179,7 +186,12 @@ class NativeOptimizer(torch.optim.Optimizer):
                 tensors, write_back = [], is_new
                 for (name, resized, want), spec in zip(specs, schema):
                     if is_new:
-                        t = None if resized else self._new_state(spec, p, p_real)
+                        if resized:
+                            t = None
+                        elif by_rows and spec["shape"] and not spec["like_param"]:
+                            t = _distributed.new_state(spec, p, want)
+                        else:
+                            t = self._new_state(spec, p, p_real)
                     else:
                         t = st.get(name)
                         if t is None:
@@ -209,9 +221,10 @@ class NativeOptimizer(torch.optim.Optimizer):
                     states.append([None if t is None else t.detach() for t in local])
                 fresh.append(is_new)
                 indices.append(index - 1)
-                owners.append((p, schema, tensors, write_back))
+                comms.append(_distributed.communicator(p, comm_cache) if by_rows else None)
+                owners.append((p, schema, tensors, write_back, by_rows))
             if params:
-                groups.append((hyper, params, grads, states, fresh, indices))
+                groups.append((hyper, params, grads, states, fresh, indices, comms))
         if not groups:
             return loss
         stream = None  # CUDA parameters: the step is queued on torch's current stream of their device
@@ -222,32 +235,52 @@ class NativeOptimizer(torch.optim.Optimizer):
         # A signal (Ctrl-C) may stop the step between parameters: those stepped in full keep
         # their new state, the others are untouched; then its exception is raised.
         done = stopped[0] if stopped else None
-        for slot, (p, schema, tensors, write_back) in enumerate(owners):
+        for slot, (p, schema, tensors, write_back, _) in enumerate(owners):
             if not write_back or (done is not None and not done[slot]):
                 continue
             for spec, t in zip(schema, tensors):
                 if t is not None:  # a schema without buffers (SGD without momentum) leaves no entry
                     state[p][spec["name"]] = t
         for slot, k, capsule in replaced:
-            p, schema = owners[slot][0], owners[slot][1]
-            state[p][schema[k]["name"]] = from_dlpack(capsule)
+            p, schema, by_rows = owners[slot][0], owners[slot][1], owners[slot][4]
+            t = from_dlpack(capsule)
+            state[p][schema[k]["name"]] = _distributed.wrap(t, schema[k], p) if by_rows else t
+        self._last_comm = dict(collectives=sum(c.calls for c in comm_cache.values()),
+                               bytes=sum(c.bytes for c in comm_cache.values()))
         if stopped:
             raise stopped[1]
         return loss
 
+    def last_step_communication(self) -> dict:
+        """{'collectives', 'bytes'}: the all-reduces this process's last step ran for row-sharded
+        parameters (FSDP2) and the bytes they summed (zero without any)."""
+        return dict(self.__dict__.get("_last_comm") or dict(collectives=0, bytes=0))
+
     def _check_dtensor(self, gi, index, p, g, dt):
-        """A DTensor parameter: its gradient sharded alike; sharded placements only for
-        optimizers that step shards locally (elementwise family)."""
+        """A DTensor parameter: its gradient sharded alike; sharded placements for optimizers
+        that step shards locally (elementwise family), and row shards (Shard(0) on a 1-D mesh)
+        for those whose statistics are all-reduced over rows. True for a row shard of the latter."""
         where = f"param_groups[{gi}] params[{index}]"
         if not isinstance(g, dt) or g.placements != p.placements or g.device_mesh != p.device_mesh:
             raise ValueError(f"{where}: a DTensor parameter needs a DTensor gradient with the same mesh and "
                              f"placements (parameter {p.placements}, gradient "
                              f"{getattr(g, 'placements', type(g).__name__)})")
-        if not self.shard_local and any(not pl.is_replicate() for pl in p.placements):
+        if self.shard_local or all(pl.is_replicate() for pl in p.placements):
+            return False
+        if self.shard_rows and _distributed.row_sharded(p):
+            if not p.device_mesh.device_type == "cpu":
+                raise NotImplementedError(f"{where}: {type(self).__name__} steps row-sharded parameters on the CPU "
+                                          f"only in this release (this one is on {p.device_mesh.device_type})")
+            return True
+        if self.shard_rows:
             raise NotImplementedError(
-                f"{where}: {type(self).__name__} keeps statistics over the whole matrix; stepping a sharded "
-                f"DTensor ({p.placements}) would need them all-reduced across ranks, which this release does "
-                "not do yet. Use it with DDP or replicated parameters, or an elementwise optimizer under FSDP2")
+                f"{where}: {type(self).__name__} computes its statistics over row shards (Shard(0) on a 1-D device "
+                f"mesh, FSDP2's layout); this parameter is {p.placements} on a {p.device_mesh.ndim}-D mesh")
+        raise NotImplementedError(
+            f"{where}: {type(self).__name__} keeps statistics over the whole matrix; stepping a sharded "
+            f"DTensor ({p.placements}) would need them all-reduced across ranks, which this release does "
+            "not do for it. Use it with DDP or replicated parameters; under FSDP2 use Adapprox, Adafactor or "
+            "an elementwise optimizer")
 
     def _refuse_foreign(self, gi, index, st, names):
         """State tensors the schema does not name mean another optimizer's state (other entries,
@@ -297,16 +330,16 @@ class NativeOptimizer(torch.optim.Optimizer):
 
     def memory_report(self):
         """{'total_bytes', 'adamw_bytes', 'params': [{'shape', 'state_bytes', ...}]}: the bytes of every
-        state tensor but the scalar ``step``; AdamW's figure is exp_avg + exp_avg_sq in the
-        parameter dtype."""
+        state tensor but the scalar ``step`` held by this process (a DTensor's local shard);
+        AdamW's figure is exp_avg + exp_avg_sq in the parameter dtype."""
         params, total, adamw = [], 0, 0
         for group in self.param_groups:
             for p in group["params"]:
                 st = self.state.get(p, {})
-                nbytes = sum(t.numel() * t.element_size() for k, t in st.items()
+                nbytes = sum(_local(t).numel() * t.element_size() for k, t in st.items()
                              if torch.is_tensor(t) and k != "step")
                 total += nbytes
-                adamw += 2 * p.numel() * p.element_size()
+                adamw += 2 * _local(p).numel() * p.element_size()
                 params.append(dict(shape=tuple(p.shape), state_bytes=nbytes, **self._describe(p, st)))
         return dict(total_bytes=total, adamw_bytes=adamw, params=params)
 

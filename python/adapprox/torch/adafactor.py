@@ -70,6 +70,7 @@ class Adafactor(NativeOptimizer):
             S.check_hyper(group)
 
     algorithm = "adafactor"
+    shard_rows = True  # FSDP2 row shards: statistics all-reduced over ranks (exact)
 
     def _hyper(self, group):
         return S.spec_hyper(group)

@@ -40,6 +40,7 @@ class Adapprox(NativeOptimizer):
             S.check_hyper(group)
 
     algorithm = "adapprox"
+    shard_rows = True  # FSDP2 row shards: statistics all-reduced over ranks (exact)
 
     def _hyper(self, group):
         S.check_hyper(group)  # a group edited since construction (max_rank=0, ...) is refused here

@@ -1,0 +1,97 @@
+"""Row-sharded parameters (FSDP2's DTensors with ``Shard(0)``) for the factored optimizers.
+
+The core steps each rank's rows and computes the statistics over the whole matrix through a
+communicator (``cpp/include/adapprox/communicator.hpp``); here it is ``torch.distributed``'s
+all-reduce on the parameter's process group, with a timeout, so that a rank that never reaches
+a collective makes the others raise instead of hang. State is DTensors: buffers that follow the
+parameter's rows (``factor_q``, Adafactor's ``row_var``, like-parameter ones) ``Shard(0)``,
+the rest (``factor_u``, a matrix's ``col_var``) replicated.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+
+_TIMEOUT_S = float(os.environ.get("ADAPPROX_COLLECTIVE_TIMEOUT", "600"))
+
+
+def set_collective_timeout(seconds: float) -> None:
+    """Seconds a collective of a sharded step may wait for the other ranks before it raises
+    RuntimeError (default 600, or ``ADAPPROX_COLLECTIVE_TIMEOUT``)."""
+    global _TIMEOUT_S
+    if not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
+    _TIMEOUT_S = float(seconds)
+
+
+def collective_timeout() -> float:
+    return _TIMEOUT_S
+
+
+class TorchCommunicator:
+    """The core's communicator over one process group: ``allreduce_sum`` sums a NumPy array
+    (a view of the core's buffer) over the group in place."""
+
+    def __init__(self, group):
+        import torch.distributed as dist
+        self._dist, self.group = dist, group
+        self.rank = dist.get_rank(group)
+        self.size = dist.get_world_size(group)
+        self.calls = 0  # collectives and the bytes they summed, for reports
+        self.bytes = 0
+
+    def allreduce_sum(self, array) -> None:
+        t = torch.from_numpy(array)
+        work = self._dist.all_reduce(t, group=self.group, async_op=True)
+        if not work.wait(timeout=datetime.timedelta(seconds=_TIMEOUT_S)):
+            raise RuntimeError(f"all-reduce of {t.numel()} numbers did not finish within {_TIMEOUT_S} s "
+                               "(adapprox.torch.set_collective_timeout)")
+        self.calls += 1
+        self.bytes += t.numel() * t.element_size()
+
+
+def row_sharded(p) -> bool:
+    """A DTensor split by rows over a 1-D mesh: what the factored optimizers step exactly."""
+    from torch.distributed.tensor import Shard
+    return (p.device_mesh.ndim == 1 and len(p.placements) == 1 and isinstance(p.placements[0], Shard)
+            and p.placements[0].dim == 0 and p.dim() >= 1)
+
+
+def communicator(p, cache: dict) -> TorchCommunicator:
+    """One communicator per mesh and step (their counters add up the step's traffic)."""
+    mesh = p.device_mesh
+    comm = cache.get(id(mesh))
+    if comm is None:
+        comm = cache[id(mesh)] = TorchCommunicator(mesh.get_group())
+    return comm
+
+
+def _placements(spec, p):
+    from torch.distributed.tensor import Replicate, Shard
+    return [Shard(0)] if spec["like_param"] or spec["follows_rows"] else [Replicate()]
+
+
+def new_state(spec, p, dtype):
+    """A fixed-shape state buffer of a row-sharded parameter, as a DTensor of zeros."""
+    from torch.distributed.tensor import zeros
+    t = zeros(*spec["shape"], dtype=dtype, device_mesh=p.device_mesh, placements=_placements(spec, p))
+    if spec["fill"]:
+        t.fill_(spec["fill"])
+    return t
+
+
+def wrap(local, spec, p):
+    """A factor the core allocated on this rank (its rows of factor_q, or the whole factor_u) as
+    the DTensor the state keeps."""
+    from torch.distributed.tensor import DTensor
+    placements = _placements(spec, p)
+    shape = list(local.shape)
+    if placements[0].is_shard():
+        shape[0] = p.shape[0]
+    stride = [1] * len(shape)
+    for i in range(len(shape) - 2, -1, -1):
+        stride[i] = stride[i + 1] * shape[i + 1]
+    return DTensor.from_local(local, p.device_mesh, placements, run_check=False, shape=torch.Size(shape),
+                              stride=tuple(stride))
