@@ -332,3 +332,71 @@ def test_dcp_checkpoint_resharded_from_4_to_2_ranks_continues_exactly(tmp_path):
             text = (tmp_path / f"result.{phase}.{rank}").read_text()
             assert not text.startswith("FAIL"), f"{phase} rank {rank}:\n{text}"
             assert len(text.splitlines()) == len(ELEMENTWISE), text
+
+
+def _failure_worker(rank, world, store, out):
+    """Rank 1 refuses a step (a corrupt step count there): every rank raises, nothing changes on
+    any rank. Then rank 1 never calls step: rank 0 raises once the collective timeout expires,
+    its parameters untouched."""
+    try:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+        torch.set_num_threads(1)
+        lines = []
+        for name, kw in ROW_SHARDED[:3:2]:
+            m = _shard_all(_Wide())
+            opt = _wide_run(name, kw, m)  # a few good steps first: state exists
+            opt.zero_grad()
+            m(_wide_batches()[0]).pow(2).mean().backward()
+            if rank == 1:
+                opt.state[m.c.weight]["step"] = torch.tensor(-1.0)
+            before = [_full(p.detach()).clone() for p in m.parameters()]
+            state = {id(p): {k: _full(v).clone() for k, v in opt.state[p].items()} for p in m.parameters()}
+            try:
+                opt.step()
+            except (ValueError, RuntimeError) as e:
+                want = "'step' must be a whole number" if rank == 1 else "rank 1 of 2 refused this step"
+                assert want in str(e), (rank, str(e))
+            else:
+                raise AssertionError(f"{name}: rank {rank} stepped although rank 1 refused")
+            same = [torch.equal(_full(p.detach()), b) for p, b in zip(m.parameters(), before)]  # every rank gathers
+            same_state = [(i, k) for i, p in enumerate(m.parameters()) for k, v in opt.state[p].items()
+                          if not torch.equal(_full(v), state[id(p)][k])]
+            assert all(same) and not same_state, (name, rank, same, same_state)
+            lines.append(f"ok refused together {name}")
+        import time
+        at.set_collective_timeout(3)
+        m = _shard_all(_Wide())
+        opt = at.Adapprox(m.parameters())
+        m(_wide_batches()[0]).pow(2).mean().backward()  # FSDP's own collectives: on both ranks
+        if rank == 0:
+            before = [p.detach().to_local().clone() for p in m.parameters()]
+            t0 = time.monotonic()
+            try:
+                opt.step()
+            except RuntimeError as e:
+                assert "did not finish within 3.0 s" in str(e), str(e)
+                assert time.monotonic() - t0 < 30
+            else:
+                raise AssertionError("a step whose peer never came did not raise")
+            assert all(torch.equal(p.detach().to_local(), b) for p, b in zip(m.parameters(), before))
+            assert not opt.state
+        else:
+            time.sleep(8)  # never steps
+        lines.append("ok timeout")
+        with open(f"{out}.{rank}", "w") as f:
+            f.write("\n".join(lines))
+    except BaseException:
+        with open(f"{out}.{rank}", "w") as f:
+            f.write("FAIL\n" + traceback.format_exc())
+    os._exit(0)
+
+
+def test_a_rank_that_refuses_or_never_steps_fails_the_step_everywhere(tmp_path):
+    if not dist.is_available():
+        pytest.skip("torch without distributed support")
+    pytest.importorskip("torch.distributed.fsdp", reason="torch without FSDP2")
+    _spawn(_failure_worker, (2, str(tmp_path / "store"), str(tmp_path / "result")), 2)
+    for rank in range(2):
+        text = (tmp_path / f"result.{rank}").read_text()
+        assert not text.startswith("FAIL"), f"rank {rank}:\n{text}"
+        assert len(text.splitlines()) == 3, text

@@ -236,18 +236,19 @@ void locate_shards(const CommSlots& c) {
 // Every rank says whether it refused the call; if any did, every rank throws before anything is
 // written (the refusing rank its own error), so no rank is left waiting in a collective.
 void vote(const std::vector<CommSlots>& comms, const std::exception_ptr& refused) {
+  std::string other;  // the first refusal seen elsewhere; every communicator votes first
   for (const CommSlots& c : comms) {
     const int size = c.comm->size(), me = c.comm->rank();
     std::vector<double> no(size, 0.0);
     no[me] = refused ? 1.0 : 0.0;
     c.comm->allreduce_sum(no.data(), size);
-    if (refused) continue;
-    for (int r = 0; r < size; ++r)
-      if (no[r] != 0)
-        comm_fail("rank " + std::to_string(r) + " of " + std::to_string(size) +
-                  " refused this step (its error is raised there); no rank stepped, nothing was written");
+    for (int r = 0; r < size && other.empty(); ++r)
+      if (no[r] != 0 && r != me)
+        other = "rank " + std::to_string(r) + " of " + std::to_string(size) +
+                " refused this step (its error is raised there); no rank stepped, nothing was written";
   }
   if (refused) std::rethrow_exception(refused);
+  if (!other.empty()) comm_fail(other);
 }
 
 }  // namespace

@@ -44,10 +44,15 @@ class TorchCommunicator:
 
     def allreduce_sum(self, array) -> None:
         t = torch.from_numpy(array)
+        why = f"all-reduce of {t.numel()} numbers over {self.size} ranks did not finish within {_TIMEOUT_S} s " \
+              "(adapprox.torch.set_collective_timeout) or failed"
         work = self._dist.all_reduce(t, group=self.group, async_op=True)
-        if not work.wait(timeout=datetime.timedelta(seconds=_TIMEOUT_S)):
-            raise RuntimeError(f"all-reduce of {t.numel()} numbers did not finish within {_TIMEOUT_S} s "
-                               "(adapprox.torch.set_collective_timeout)")
+        try:
+            done = work.wait(timeout=datetime.timedelta(seconds=_TIMEOUT_S))
+        except RuntimeError as e:  # gloo raises on a timeout or a lost peer
+            raise RuntimeError(f"{why}: {e}") from e
+        if done is False:
+            raise RuntimeError(why)
         self.calls += 1
         self.bytes += t.numel() * t.element_size()
 
