@@ -9,7 +9,7 @@ from .adagrad import Adagrad
 from .adafactor import Adafactor
 from .full_matrix_adagrad import FullMatrixAdagrad
 from .adagram import AdaGram
-from ._distributed import set_collective_timeout
+from ._distributed import fit_state_to_checkpoint, set_collective_timeout
 
 __all__ = ["Adapprox", "SignSGD", "Adam", "AdamW", "NAdam", "SGD", "RMSprop", "Adagrad", "Adafactor", "FullMatrixAdagrad",
-           "AdaGram", "set_collective_timeout"]
+           "AdaGram", "set_collective_timeout", "fit_state_to_checkpoint"]

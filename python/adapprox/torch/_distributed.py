@@ -100,3 +100,42 @@ def wrap(local, spec, p):
         stride[i] = stride[i + 1] * shape[i + 1]
     return DTensor.from_local(local, p.device_mesh, placements, run_check=False, shape=torch.Size(shape),
                               stride=tuple(stride))
+
+
+_RESIZED = ("factor_q", "factor_u")  # Adapprox's factors: their rank (columns) changes with the data
+
+
+def fit_state_to_checkpoint(state_dict: dict, checkpoint_id) -> dict:
+    """Resize Adapprox's factors in ``state_dict`` to the shapes saved in a
+    ``torch.distributed.checkpoint`` checkpoint, in place, and return it.
+
+    DCP loads into tensors that already have the saved shapes; Adapprox's ``factor_q`` and
+    ``factor_u`` change their rank as training goes, so a freshly built state (as
+    ``get_optimizer_state_dict`` makes it) may hold another rank than the checkpoint. Call this
+    between ``get_optimizer_state_dict`` and ``dcp.load``; ``checkpoint_id`` is the path given to
+    ``dcp.save`` (a ``StorageReader``'s metadata works too). Other entries are left alone."""
+    from torch.distributed.checkpoint import FileSystemReader
+    reader = checkpoint_id if hasattr(checkpoint_id, "read_metadata") else FileSystemReader(checkpoint_id)
+    saved = reader.read_metadata().state_dict_metadata
+
+    def visit(container, prefix):
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, value in list(items):
+            fqn = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, (dict, list)):
+                visit(value, fqn)
+            elif torch.is_tensor(value) and str(key) in _RESIZED and fqn in saved:
+                size = tuple(saved[fqn].size)
+                if tuple(value.shape) != size:
+                    container[key] = _zeros_like_placed(value, size)
+
+    visit(state_dict, "")
+    return state_dict
+
+
+def _zeros_like_placed(t, size):
+    """Zeros of `size` with t's dtype and, for a DTensor, its mesh and placements."""
+    if hasattr(t, "device_mesh"):
+        from torch.distributed.tensor import zeros
+        return zeros(*size, dtype=t.dtype, device_mesh=t.device_mesh, placements=t.placements)
+    return torch.zeros(size, dtype=t.dtype, device=t.device)
