@@ -8,8 +8,27 @@
 
 #include "adapprox/optimizer.hpp"
 
+// adx_communicator behind the core's Communicator interface.
+class CCommunicator final : public adapprox::Communicator {
+ public:
+  explicit CCommunicator(const adx_communicator& c) : c_(c) {}
+  int rank() const override { return c_.rank; }
+  int size() const override { return c_.size; }
+  void allreduce_sum(double* data, int64_t count) override { check(c_.allreduce_sum_f64(c_.ctx, data, count), "f64"); }
+  void allreduce_sum(float* data, int64_t count) override { check(c_.allreduce_sum_f32(c_.ctx, data, count), "f32"); }
+
+ private:
+  static void check(int rc, const char* which) {
+    if (rc != 0)
+      throw adapprox::Error(adapprox::ErrorKind::comm, std::string("the communicator's allreduce_sum_") + which +
+                                                           " returned " + std::to_string(rc));
+  }
+  adx_communicator c_;
+};
+
 struct adx_optimizer {
   std::unique_ptr<adapprox::Optimizer> impl;
+  std::unique_ptr<CCommunicator> comm;  // adx_set_communicator's
   int (*poll)(void*) = nullptr;  // adx_set_interrupt's callback and its context
   void* poll_ctx = nullptr;
   static bool ask(void* self) {
@@ -161,6 +180,20 @@ adx_status adx_set_interrupt(adx_optimizer* opt, int (*poll)(void* ctx), void* c
     opt->poll = poll;
     opt->poll_ctx = ctx;
     opt->impl->set_interrupt(poll ? &adx_optimizer::ask : nullptr, opt);
+  });
+}
+
+adx_status adx_set_communicator(adx_optimizer* opt, const adx_communicator* comm) {
+  if (!opt) return fail(ADX_ERR_NULL, "opt is NULL");
+  if (comm && (!comm->allreduce_sum_f64 || !comm->allreduce_sum_f32))
+    return fail(ADX_ERR_NULL, "comm->allreduce_sum_f64 and comm->allreduce_sum_f32 must both be set");
+  if (comm && (comm->size < 1 || comm->rank < 0 || comm->rank >= comm->size))
+    return fail(ADX_ERR_VALUE, "comm: rank must be in [0, size) and size >= 1, got rank " +
+                                   std::to_string(comm->rank) + ", size " + std::to_string(comm->size));
+  return guarded([&] {
+    auto next = comm ? std::make_unique<CCommunicator>(*comm) : nullptr;
+    opt->impl->set_communicator(next.get());
+    opt->comm = std::move(next);
   });
 }
 

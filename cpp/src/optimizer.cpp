@@ -90,6 +90,23 @@ Hyper Optimizer::hyper() const {
 void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr,
                      void* stream) {
   std::lock_guard<std::mutex> hold(mu_);
+  std::vector<Slot> slots(params.size());
+  for (size_t i = 0; i < params.size(); ++i) slots[i].shard.comm = comm_;
+  if (comm_) {  // where each row shard sits (a collective), before the schemas that need it
+    for (size_t i = 0; i < params.size(); ++i) slots[i].param = params[i];
+    locate_row_shards(slots);
+  }
+  bool in_driver = false;  // from there on the driver's own vote covers a refusal
+  try {
+    step_locked(params, grads, lr, stream, slots, in_driver);
+  } catch (...) {
+    if (comm_ && !in_driver) refuse_row_shards(slots, std::current_exception());  // the other ranks learn it
+    throw;
+  }
+}
+
+void Optimizer::step_locked(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr,
+                            void* stream, std::vector<Slot>& slots, bool& in_driver) {
   if (grads.size() != params.size()) throw Error(ErrorKind::shape, "params and grads differ in count");
   if (!shapes_.empty() && params.size() != shapes_.size())
     throw Error(ErrorKind::shape, "expected " + std::to_string(shapes_.size()) +
@@ -104,14 +121,14 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
   // State on another device than its parameter (loaded state, or parameters moved) is copied to
   // the parameter's device into `moved`, which replaces it only once the step succeeded.
   std::vector<std::vector<std::unique_ptr<OwnedBuffer>>> moved(params.size());
-  std::vector<Slot> slots(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     ParamState* st = i < states_.size() ? states_[i].get() : nullptr;
     if (st && params[i].shape != shapes_[i])
       throw Error(ErrorKind::shape, "params[" + std::to_string(i) + "]: shape " + shape_str(params[i].shape) +
                                         " differs from its state's " + shape_str(shapes_[i]));
     const Device dev = params[i].device;
-    const auto schema = state_schema(algo_, h, params[i].shape, params[i].dtype);
+    slots[i].param = params[i];
+    const auto schema = state_schema(algo_, h, schema_shape(slots[i]), params[i].dtype);
     // Scalar state (step, mu_product) stays on the host; the rest lives with the parameter.
     auto home = [&](const BufferSpec& b) { return b.shape.empty() && !b.like_param ? Device{} : dev; };
     if (!st) {  // created for this step, kept only if it succeeds
@@ -122,13 +139,14 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
         } else if (b.resized) {
           fresh[i]->buffers.emplace_back();
         } else if (home(b).kind == Device::cuda) {
-          fresh[i]->buffers.push_back(std::make_unique<OwnedBuffer>(b.dtype, b.shape, dev, stream));
+          const std::vector<int64_t> shape = buffer_shape(b, slots[i]);
+          fresh[i]->buffers.push_back(std::make_unique<OwnedBuffer>(b.dtype, shape, dev, stream));
           OwnedBuffer& ob = *fresh[i]->buffers.back();
           int64_t count = 1;
-          for (int64_t d : b.shape) count *= d;
+          for (int64_t d : shape) count *= d;
           if (b.fill != 0) cuda::fill(ob.data(), count, dtype_size(b.dtype), b.fill, dev.index, stream);
         } else {
-          fresh[i]->buffers.push_back(std::make_unique<OwnedBuffer>(b.dtype, b.shape));
+          fresh[i]->buffers.push_back(std::make_unique<OwnedBuffer>(b.dtype, buffer_shape(b, slots[i])));
           fill_buffer(*fresh[i]->buffers.back(), b.fill);
         }
       }
@@ -154,6 +172,7 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
     std::optional<InterruptScope> scope;  // else a scope of the caller's, if any, applies
     if (interrupt_poll_) scope.emplace(interrupt_poll_, interrupt_ctx_);
     try {
+      in_driver = true;
       adapprox::step(algo_, h, slots, alloc, stream);
     } catch (const Interrupted&) {
       stopped = true;  // keep what the parameters stepped in full made, then report
@@ -172,6 +191,11 @@ void Optimizer::step(const std::vector<TensorRef>& params, const std::vector<Ten
   for (auto& item : alloc.take())
     if (slots[item.slot].done) states_[item.slot]->buffers[item.buffer] = std::move(item.buf);
   if (stopped) throw Interrupted();
+}
+
+void Optimizer::set_communicator(Communicator* comm) {
+  std::lock_guard<std::mutex> hold(mu_);
+  comm_ = comm;
 }
 
 void Optimizer::set_interrupt(InterruptPoll poll, void* ctx) {

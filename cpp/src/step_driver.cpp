@@ -86,14 +86,6 @@ void write_step(const TensorRef& b, int64_t t) {
   }
 }
 
-// `spec` comes from the schema of the whole tensor; a row shard's own buffers hold its rows.
-std::vector<int64_t> local_shape(const BufferSpec& spec, const Slot& s) {
-  if (spec.like_param) return s.param.shape;
-  std::vector<int64_t> shape = spec.shape;
-  if (s.shard.sharded() && spec.follows_rows && !shape.empty()) shape[0] = s.param.shape[0];
-  return shape;
-}
-
 void check_buffer(const BufferSpec& spec, const TensorRef& b, const Slot& s, const std::string& who) {
   const TensorRef& param = s.param;
   if (std::string why = size_problem(b); !why.empty()) fail(ErrorKind::shape, who + " state '" + spec.name + "'", why);
@@ -109,7 +101,7 @@ void check_buffer(const BufferSpec& spec, const TensorRef& b, const Slot& s, con
     fail(ErrorKind::state, who, name_of() + " must be " + dtype_name(spec.dtype) + ", got " + dtype_name(b.dtype));
   if (spec.resized) {
     if (!b.contiguous()) fail(ErrorKind::state, who, name_of() + " must be C-contiguous");
-  } else if (const auto want_shape = local_shape(spec, s); b.shape != want_shape) {
+  } else if (const auto want_shape = buffer_shape(spec, s); b.shape != want_shape) {
     fail(ErrorKind::state, who, name_of() + " must have shape " + shape_str(want_shape) + ", got " + shape_str(b.shape) +
                                     (s.shard.sharded() && spec.follows_rows ? " (this rank's rows)" : ""));
   } else if (spec.like_param ? !b.same_layout(param) : !b.contiguous()) {
@@ -225,6 +217,7 @@ void locate_shards(const CommSlots& c) {
   for (size_t i = 0; i < c.slots.size(); ++i) {
     RowShard& sh = c.slots[i]->shard;
     sh.global_rows = sh.row_offset = 0;
+    sh.located = true;
     for (int r = 0; r < size; ++r) {
       const auto n = static_cast<int64_t>(rows[i * size + r]);
       sh.global_rows += n;
@@ -259,7 +252,8 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
   //    Row-sharded parameters first learn where their shard sits; then each rank checks its own
   //    slots and all vote, so that a call refused on one rank is refused on all.
   const std::vector<CommSlots> comms = sharded_slots(groups);
-  for (const CommSlots& c : comms) locate_shards(c);
+  for (const CommSlots& c : comms)
+    if (!c.slots[0]->shard.located) locate_shards(c);
   std::vector<Hyper> hs;
   std::vector<const Slot*> all;  // every slot of every group, for the overlap check
   // Each slot's schema; slots of one group with the same shape and dtype share one.
@@ -344,6 +338,41 @@ void step_groups(const Algorithm& algo, std::vector<Group>& groups, Allocator& a
     if (stopped) throw Interrupted();
     base += groups[gi].slots.size();
   }
+}
+
+std::vector<int64_t> buffer_shape(const BufferSpec& spec, const Slot& s) {
+  if (spec.like_param) return s.param.shape;
+  std::vector<int64_t> shape = spec.shape;
+  if (s.shard.sharded() && spec.follows_rows && !shape.empty() && !s.param.shape.empty()) shape[0] = s.param.shape[0];
+  return shape;
+}
+
+namespace {
+std::vector<Group> as_group(std::vector<Slot>& slots) {
+  std::vector<Group> groups(1);
+  groups[0].slots = std::move(slots);
+  return groups;
+}
+}  // namespace
+
+void locate_row_shards(std::vector<Slot>& slots) {
+  std::vector<Group> groups = as_group(slots);
+  try {
+    for (const CommSlots& c : sharded_slots(groups)) locate_shards(c);
+  } catch (...) {
+    slots = std::move(groups[0].slots);
+    throw;
+  }
+  slots = std::move(groups[0].slots);
+}
+
+void refuse_row_shards(std::vector<Slot>& slots, std::exception_ptr refused) {
+  std::vector<Group> groups = as_group(slots);  // the call is refused: the slots are not handed back
+  const std::vector<CommSlots> comms = sharded_slots(groups);
+  for (const CommSlots& c : comms)
+    if (!c.slots[0]->shard.located) locate_shards(c);
+  vote(comms, refused);
+  std::rethrow_exception(refused);  // (vote has rethrown it already)
 }
 
 std::vector<int64_t> schema_shape(const Slot& s) {

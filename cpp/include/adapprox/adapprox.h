@@ -110,6 +110,27 @@ adx_status adx_step_on_stream(adx_optimizer* opt, const adx_DLTensor* params, co
  * (its state and step count advanced) or untouched. poll = NULL removes it. */
 adx_status adx_set_interrupt(adx_optimizer* opt, int (*poll)(void* ctx), void* ctx);
 
+/* A communicator for distributed steps (plug in MPI_Allreduce, NCCL, or your own): each
+ * allreduce_sum_* sums `count` numbers element-wise over all `size` ranks, in place, leaves the
+ * same bits on every rank, and returns 0 (nonzero: failed; the step then fails with ADX_ERR_COMM).
+ * The library calls them only from the thread running adx_step, in the same order on every rank. */
+typedef struct adx_communicator {
+  int rank; /* 0 .. size - 1 */
+  int size;
+  int (*allreduce_sum_f64)(void* ctx, double* data, int64_t count);
+  int (*allreduce_sum_f32)(void* ctx, float* data, int64_t count);
+  void* ctx;
+} adx_communicator;
+
+/* Distributed steps: with a communicator set, every parameter with at least one dimension is this
+ * rank's shard of a larger tensor, split by rows of its first dimension over ranks in rank order
+ * (a shard may have no rows). Factored optimizers (adafactor, adapprox) then compute their
+ * statistics over the whole tensor, exactly, communicating O((n + rank) rank) numbers per matrix;
+ * elementwise ones step each shard alone. Every rank steps its shards of the same parameters
+ * together; a step that one rank refuses (bad input there) fails on every rank before anything
+ * is written. The struct is copied; comm = NULL returns to whole parameters. */
+adx_status adx_set_communicator(adx_optimizer* opt, const adx_communicator* comm);
+
 /* State as bytes: a versioned, little-endian, checksummed format, the same that Python's
  * save_native_state()/load_native_state() read and write. adx_state_save writes *written bytes
  * if capacity suffices, else returns ADX_ERR_BUFFER_SIZE with the needed size in *written. */

@@ -31,6 +31,7 @@ struct RowShard {
   Communicator* comm = nullptr;  // null: the parameter is whole
   int64_t global_rows = 0;       // rows of the whole tensor (its first dimension)
   int64_t row_offset = 0;        // this rank's first row
+  bool located = false;          // global_rows and row_offset are filled in
   bool sharded() const { return comm != nullptr; }
 };
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "adapprox/communicator.hpp"
 #include "adapprox/interrupt.hpp"
 #include "adapprox/tensor.hpp"
 
@@ -15,6 +16,7 @@ namespace adapprox {
 
 using Hyper = std::map<std::string, double>;
 class Algorithm;
+struct Slot;
 
 // "name:key=value,..." -> name and values (numbers; booleans 0/1). Throws Error(spec).
 struct Spec {
@@ -86,6 +88,12 @@ class Optimizer {
   // The host's stop request for the following steps (interrupt.hpp), polled on the stepping
   // thread; nullptr: none. Steps also honour an InterruptScope of the calling thread.
   void set_interrupt(InterruptPoll poll, void* ctx);
+  // Distributed steps (communicator.hpp): with a communicator, every parameter with at least one
+  // dimension is this rank's row shard of a larger tensor (rows split over ranks in rank order),
+  // and the factored optimizers compute their statistics over the whole tensor. Every rank must
+  // step its shards of the same parameters together; a step refused on one rank is refused on
+  // all. `comm` must outlive the steps; nullptr: whole parameters (the default).
+  void set_communicator(Communicator* comm);
 
   std::vector<unsigned char> save() const;
   // Replaces the state and the hyperparameters with saved ones of the same optimizer; checked
@@ -99,6 +107,8 @@ class Optimizer {
 
  private:
   struct ParamState;
+  void step_locked(const std::vector<TensorRef>& params, const std::vector<TensorRef>& grads, double lr, void* stream,
+                   std::vector<Slot>& slots, bool& in_driver);
   const class Algorithm& algo_;
   mutable std::mutex mu_;  // every member function holds it: one call at a time per optimizer
   Hyper h_;
@@ -107,6 +117,7 @@ class Optimizer {
   std::vector<int> param_bytes_;
   InterruptPoll interrupt_poll_ = nullptr;
   void* interrupt_ctx_ = nullptr;
+  Communicator* comm_ = nullptr;
 };
 
 }  // namespace adapprox

@@ -5,6 +5,7 @@
 // (torch tensors, NumPy arrays, or the C ABI handle's own buffers) and written in place.
 #pragma once
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <string>
 #include <vector>
@@ -105,6 +106,15 @@ class Algorithm {
 
 // The shape a parameter's schema is resolved for: its own, or for a row shard the whole tensor's.
 std::vector<int64_t> schema_shape(const Slot& s);
+// The shape of a fixed state buffer of `s` (`spec` from its schema): a row shard's own rows.
+std::vector<int64_t> buffer_shape(const BufferSpec& spec, const Slot& s);
+// Row shards: fills shard.global_rows and row_offset of the slots with a communicator (a
+// collective: every rank calls it for its shards of the same parameters; step_groups does it for
+// slots not yet located). Error(comm) when the ranks' parameter counts differ.
+void locate_row_shards(std::vector<Slot>& slots);
+// A front that refuses a call before reaching the driver: the other ranks learn it (the same
+// collectives as step_groups' check: locating, then the vote), then `refused` is rethrown.
+[[noreturn]] void refuse_row_shards(std::vector<Slot>& slots, std::exception_ptr refused);
 
 // Every registered optimizer, in a fixed order.
 const std::vector<const Algorithm*>& all_algorithms();
