@@ -15,6 +15,7 @@ and FullMatrixAdagrad refuse sharded parameters with a clear error. A rank that 
 raise when the collective timeout expires."""
 from __future__ import annotations
 
+import functools
 import os
 import traceback
 
@@ -57,6 +58,22 @@ def _single(name, kw):
         m(x).pow(2).sum().backward()
         opt.step()
     return [p.detach().clone() for p in m.parameters()], opt
+
+
+def _rank_main(body):
+    """A spawned rank: `body(rank, ..., out)` returns its result lines, or its traceback is kept;
+    either is written to `out.RANK`, and the process leaves without interpreter teardown (one CI
+    run saw a rank abort with "terminate called without an active exception" after its checks)."""
+    @functools.wraps(body)
+    def run(rank, *args):
+        try:
+            text = "\n".join(body(rank, *args))
+        except BaseException:
+            text = "FAIL\n" + traceback.format_exc()
+        with open(f"{args[-1]}.{rank}", "w") as f:
+            f.write(text)
+        os._exit(0)
+    return run
 
 
 class _Wide(torch.nn.Module):
@@ -130,41 +147,23 @@ def _shard_all(m):
     return m
 
 
+@_rank_main
 def _rows_worker(rank, world, store, out):
-    """Row-sharded Adafactor and Adapprox against the single-process run; the refusals."""
-    try:
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-        torch.set_num_threads(1)
-        lines = []
-        for name, kw in ROW_SHARDED:
-            ref_m = _Wide()
-            ref_opt = _wide_run(name, kw, ref_m)
-            m = _shard_all(_Wide())
-            opt = _wide_run(name, kw, m)
-            _compare_rows(name, f"{name} {kw}", m, opt, ref_m, ref_opt)
-            comm = opt.last_step_communication()
-            assert comm["collectives"] > 0 and comm["bytes"] > 0, comm
-            lines.append(f"ok {name}")
-        for name, kw in REFUSED:
-            m = _shard_all(_Wide())
-            opt = getattr(at, name)(m.parameters(), **kw)
-            m(_wide_batches()[0]).sum().backward()
-            before = [_full(p.detach()).clone() for p in m.parameters()]
-            try:
-                opt.step()
-            except NotImplementedError as e:
-                assert "sharded" in str(e) and all(torch.equal(_full(p.detach()), b)
-                                                   for p, b in zip(m.parameters(), before))
-                lines.append(f"ok refused {name}")
-            else:
-                raise AssertionError(f"{name} stepped sharded parameters without exact statistics")
-        dist.destroy_process_group()
-        with open(f"{out}.{rank}", "w") as f:
-            f.write("\n".join(lines))
-    except BaseException:
-        with open(f"{out}.{rank}", "w") as f:
-            f.write("FAIL\n" + traceback.format_exc())
-    os._exit(0)
+    """Row-sharded Adafactor and Adapprox against the single-process run."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    lines = []
+    for name, kw in ROW_SHARDED:
+        ref_m = _Wide()
+        ref_opt = _wide_run(name, kw, ref_m)
+        m = _shard_all(_Wide())
+        opt = _wide_run(name, kw, m)
+        _compare_rows(name, f"{name} {kw}", m, opt, ref_m, ref_opt)
+        comm = opt.last_step_communication()
+        assert comm["collectives"] > 0 and comm["bytes"] > 0, comm
+        lines.append(f"ok {name}")
+    dist.destroy_process_group()
+    return lines
 
 
 @pytest.mark.parametrize("world", [1, 2, 4])
@@ -177,7 +176,7 @@ def test_row_sharded_factored_statistics_match_the_single_process_run(world, tmp
     for rank in range(world):
         text = (tmp_path / f"result.{rank}").read_text()
         assert not text.startswith("FAIL"), f"rank {rank}:\n{text}"
-        assert len(text.splitlines()) == len(ROW_SHARDED) + len(REFUSED), text
+        assert len(text.splitlines()) == len(ROW_SHARDED), text
 
 
 def _full(t):
@@ -207,54 +206,47 @@ def _spawn(fn, args, nprocs, timeout=240):
             raise AssertionError(f"the {nprocs} processes did not finish within {timeout} s")
 
 
+@_rank_main
 def _worker(rank, world, store, mode, out):
-    try:
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-        torch.set_num_threads(1)
-        lines = []
-        rows = ELEMENTWISE + (FACTORED if mode == "ddp" else [])
-        for name, kw in rows:
-            ref_params, ref_opt = _single(name, kw)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    lines = []
+    rows = ELEMENTWISE + (FACTORED if mode == "ddp" else [])
+    for name, kw in rows:
+        ref_params, ref_opt = _single(name, kw)
+        m = _model()
+        if mode == "ddp":
+            m = torch.nn.parallel.DistributedDataParallel(m)
+        else:
+            from torch.distributed.fsdp import fully_shard
+            fully_shard(m[0])
+            fully_shard(m[2])
+            fully_shard(m)
+        opt = getattr(at, name)(m.parameters(), lr=0.01, **kw)
+        for x in _batches():
+            opt.zero_grad()
+            m(x).pow(2).sum().backward()
+            opt.step()
+        _compare(name, list(m.parameters()), opt, ref_params, ref_opt)
+        lines.append(f"ok {name}")
+    if mode == "fsdp":
+        for name, kw in REFUSED:
             m = _model()
-            if mode == "ddp":
-                m = torch.nn.parallel.DistributedDataParallel(m)
-            else:
-                from torch.distributed.fsdp import fully_shard
-                fully_shard(m[0])
-                fully_shard(m[2])
-                fully_shard(m)
-            opt = getattr(at, name)(m.parameters(), lr=0.01, **kw)
-            for x in _batches():
-                opt.zero_grad()
-                m(x).pow(2).sum().backward()
+            from torch.distributed.fsdp import fully_shard
+            fully_shard(m)
+            opt = getattr(at, name)(m.parameters(), **kw)
+            m(_batches()[0]).sum().backward()
+            before = [_full(p.detach()).clone() for p in m.parameters()]
+            try:
                 opt.step()
-            _compare(name, list(m.parameters()), opt, ref_params, ref_opt)
-            lines.append(f"ok {name}")
-        if mode == "fsdp":
-            for name, kw in REFUSED:
-                m = _model()
-                from torch.distributed.fsdp import fully_shard
-                fully_shard(m)
-                opt = getattr(at, name)(m.parameters(), **kw)
-                m(_batches()[0]).sum().backward()
-                before = [_full(p.detach()).clone() for p in m.parameters()]
-                try:
-                    opt.step()
-                except NotImplementedError as e:
-                    assert "sharded" in str(e) and all(torch.equal(_full(p.detach()), b)
-                                                       for p, b in zip(m.parameters(), before))
-                    lines.append(f"ok refused {name}")
-                else:
-                    raise AssertionError(f"{name} stepped sharded parameters without exact statistics")
-        dist.destroy_process_group()
-        with open(f"{out}.{rank}", "w") as f:
-            f.write("\n".join(lines))
-    except BaseException:
-        with open(f"{out}.{rank}", "w") as f:
-            f.write("FAIL\n" + traceback.format_exc())
-    # The result is on disk: leave without interpreter teardown (one CI run saw a rank abort with
-    # "terminate called without an active exception" after its checks; cause not yet found).
-    os._exit(0)
+            except NotImplementedError as e:
+                same = [torch.equal(_full(p.detach()), b) for p, b in zip(m.parameters(), before)]  # all gather
+                assert "sharded" in str(e) and all(same)
+                lines.append(f"ok refused {name}")
+            else:
+                raise AssertionError(f"{name} stepped sharded parameters without exact statistics")
+    dist.destroy_process_group()
+    return lines
 
 
 @pytest.mark.parametrize("world", [2, 4])
@@ -274,76 +266,71 @@ def test_equals_the_single_process_optimizer(mode, world, tmp_path):
         assert len(text.splitlines()) == expected, text
 
 
+@_rank_main
 def _dcp_worker(rank, world, store, phase, ckpt, out):
     """phase "save": STEPS - 1 steps under FSDP2, then model and optimizer state to `ckpt` through
     torch.distributed.checkpoint; phase "load": the same model on another rank count, state
     loaded from `ckpt`, one more step."""
-    try:
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
-                                                             set_model_state_dict, set_optimizer_state_dict)
-        from torch.distributed.fsdp import fully_shard
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-        torch.set_num_threads(1)
-        lines = []
-        for name, kw in ELEMENTWISE:
-            m = _model()
-            fully_shard(m[0])
-            fully_shard(m[2])
-            fully_shard(m)
-            opt = getattr(at, name)(m.parameters(), lr=0.01, **kw)
-            batches = _batches()
-            path = os.path.join(ckpt, name)
-            if phase == "save":
-                for x in batches[:-1]:
-                    opt.zero_grad()
-                    m(x).pow(2).sum().backward()
-                    opt.step()
-                dcp.save({"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)},
-                         checkpoint_id=path)
-            else:
-                state = {"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)}
-                dcp.load(state, checkpoint_id=path)
-                set_model_state_dict(m, state["model"])
-                set_optimizer_state_dict(m, opt, state["optim"])
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                         set_model_state_dict, set_optimizer_state_dict)
+    from torch.distributed.fsdp import fully_shard
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    lines = []
+    for name, kw in ELEMENTWISE:
+        m = _model()
+        fully_shard(m[0])
+        fully_shard(m[2])
+        fully_shard(m)
+        opt = getattr(at, name)(m.parameters(), lr=0.01, **kw)
+        batches = _batches()
+        path = os.path.join(ckpt, name)
+        if phase == "save":
+            for x in batches[:-1]:
                 opt.zero_grad()
-                m(batches[-1]).pow(2).sum().backward()
+                m(x).pow(2).sum().backward()
                 opt.step()
-                ref_params, ref_opt = _single(name, kw)
-                _compare(name, list(m.parameters()), opt, ref_params, ref_opt)
-            lines.append(f"ok {name}")
-        for j, (name, kw) in enumerate(ROW_SHARDED):  # factored state: DTensors, Q by rows, U whole
-            m = _shard_all(_Wide())
-            opt = getattr(at, name)(m.parameters(), **kw)
-            batches = _wide_batches()
-            path = os.path.join(ckpt, f"rows{j}")
-            if phase == "save":
-                for x in batches[:-1]:
-                    opt.zero_grad()
-                    m(x).pow(2).mean().backward()
-                    opt.step()
-                dcp.save({"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)},
-                         checkpoint_id=path)
-            else:
-                state = {"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)}
-                at.fit_state_to_checkpoint(state, path)  # Adapprox's factors: the saved ranks
-                dcp.load(state, checkpoint_id=path)
-                set_model_state_dict(m, state["model"])
-                set_optimizer_state_dict(m, opt, state["optim"])
+            dcp.save({"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)},
+                     checkpoint_id=path)
+        else:
+            state = {"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)}
+            dcp.load(state, checkpoint_id=path)
+            set_model_state_dict(m, state["model"])
+            set_optimizer_state_dict(m, opt, state["optim"])
+            opt.zero_grad()
+            m(batches[-1]).pow(2).sum().backward()
+            opt.step()
+            ref_params, ref_opt = _single(name, kw)
+            _compare(name, list(m.parameters()), opt, ref_params, ref_opt)
+        lines.append(f"ok {name}")
+    for j, (name, kw) in enumerate(ROW_SHARDED):  # factored state: DTensors, Q by rows, U whole
+        m = _shard_all(_Wide())
+        opt = getattr(at, name)(m.parameters(), **kw)
+        batches = _wide_batches()
+        path = os.path.join(ckpt, f"rows{j}")
+        if phase == "save":
+            for x in batches[:-1]:
                 opt.zero_grad()
-                m(batches[-1]).pow(2).mean().backward()
+                m(x).pow(2).mean().backward()
                 opt.step()
-                ref_m = _Wide()
-                ref_opt = _wide_run(name, kw, ref_m)
-                _compare_rows(name, f"{name} {kw} (resharded)", m, opt, ref_m, ref_opt)
-            lines.append(f"ok {name} rows")
-        dist.destroy_process_group()
-        with open(f"{out}.{phase}.{rank}", "w") as f:
-            f.write("\n".join(lines))
-    except BaseException:
-        with open(f"{out}.{phase}.{rank}", "w") as f:
-            f.write("FAIL\n" + traceback.format_exc())
-    os._exit(0)
+            dcp.save({"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)},
+                     checkpoint_id=path)
+        else:
+            state = {"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)}
+            at.fit_state_to_checkpoint(state, path)  # Adapprox's factors: the saved ranks
+            dcp.load(state, checkpoint_id=path)
+            set_model_state_dict(m, state["model"])
+            set_optimizer_state_dict(m, opt, state["optim"])
+            opt.zero_grad()
+            m(batches[-1]).pow(2).mean().backward()
+            opt.step()
+            ref_m = _Wide()
+            ref_opt = _wide_run(name, kw, ref_m)
+            _compare_rows(name, f"{name} {kw} (resharded)", m, opt, ref_m, ref_opt)
+        lines.append(f"ok {name} rows")
+    dist.destroy_process_group()
+    return lines
 
 
 def test_dcp_checkpoint_resharded_from_4_to_2_ranks_continues_exactly(tmp_path):
@@ -352,68 +339,63 @@ def test_dcp_checkpoint_resharded_from_4_to_2_ranks_continues_exactly(tmp_path):
     pytest.importorskip("torch.distributed.fsdp", reason="torch without FSDP2")
     ckpt, out = tmp_path / "ckpt", tmp_path / "result"
     for phase, world in (("save", 4), ("load", 2)):
-        _spawn(_dcp_worker, (world, str(tmp_path / f"store-{phase}"), phase, str(ckpt), str(out)), world)
+        _spawn(_dcp_worker, (world, str(tmp_path / f"store-{phase}"), phase, str(ckpt), f"{out}.{phase}"), world)
         for rank in range(world):
             text = (tmp_path / f"result.{phase}.{rank}").read_text()
             assert not text.startswith("FAIL"), f"{phase} rank {rank}:\n{text}"
             assert len(text.splitlines()) == len(ELEMENTWISE) + len(ROW_SHARDED), text
 
 
+@_rank_main
 def _failure_worker(rank, world, store, out):
     """Rank 1 refuses a step (a corrupt step count there): every rank raises, nothing changes on
     any rank. Then rank 1 never calls step: rank 0 raises once the collective timeout expires,
     its parameters untouched."""
-    try:
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-        torch.set_num_threads(1)
-        lines = []
-        for name, kw in ROW_SHARDED[:3:2]:
-            m = _shard_all(_Wide())
-            opt = _wide_run(name, kw, m)  # a few good steps first: state exists
-            opt.zero_grad()
-            m(_wide_batches()[0]).pow(2).mean().backward()
-            if rank == 1:
-                opt.state[m.c.weight]["step"] = torch.tensor(-1.0)
-            before = [_full(p.detach()).clone() for p in m.parameters()]
-            state = {id(p): {k: _full(v).clone() for k, v in opt.state[p].items()} for p in m.parameters()}
-            try:
-                opt.step()
-            except (ValueError, RuntimeError) as e:
-                want = "'step' must be a whole number" if rank == 1 else "rank 1 of 2 refused this step"
-                assert want in str(e), (rank, str(e))
-            else:
-                raise AssertionError(f"{name}: rank {rank} stepped although rank 1 refused")
-            same = [torch.equal(_full(p.detach()), b) for p, b in zip(m.parameters(), before)]  # every rank gathers
-            same_state = [(i, k) for i, p in enumerate(m.parameters()) for k, v in opt.state[p].items()
-                          if not torch.equal(_full(v), state[id(p)][k])]
-            assert all(same) and not same_state, (name, rank, same, same_state)
-            lines.append(f"ok refused together {name}")
-        import time
-        at.set_collective_timeout(3)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    lines = []
+    for name, kw in ROW_SHARDED[:3:2]:
         m = _shard_all(_Wide())
-        opt = at.Adapprox(m.parameters())
-        m(_wide_batches()[0]).pow(2).mean().backward()  # FSDP's own collectives: on both ranks
-        if rank == 0:
-            before = [p.detach().to_local().clone() for p in m.parameters()]
-            t0 = time.monotonic()
-            try:
-                opt.step()
-            except RuntimeError as e:
-                assert "did not finish within 3.0 s" in str(e), str(e)
-                assert time.monotonic() - t0 < 30
-            else:
-                raise AssertionError("a step whose peer never came did not raise")
-            assert all(torch.equal(p.detach().to_local(), b) for p, b in zip(m.parameters(), before))
-            assert not opt.state
+        opt = _wide_run(name, kw, m)  # a few good steps first: state exists
+        opt.zero_grad()
+        m(_wide_batches()[0]).pow(2).mean().backward()
+        if rank == 1:
+            opt.state[m.c.weight]["step"] = torch.tensor(-1.0)
+        before = [_full(p.detach()).clone() for p in m.parameters()]
+        state = {id(p): {k: _full(v).clone() for k, v in opt.state[p].items()} for p in m.parameters()}
+        try:
+            opt.step()
+        except (ValueError, RuntimeError) as e:
+            want = "'step' must be a whole number" if rank == 1 else "rank 1 of 2 refused this step"
+            assert want in str(e), (rank, str(e))
         else:
-            time.sleep(8)  # never steps
-        lines.append("ok timeout")
-        with open(f"{out}.{rank}", "w") as f:
-            f.write("\n".join(lines))
-    except BaseException:
-        with open(f"{out}.{rank}", "w") as f:
-            f.write("FAIL\n" + traceback.format_exc())
-    os._exit(0)
+            raise AssertionError(f"{name}: rank {rank} stepped although rank 1 refused")
+        same = [torch.equal(_full(p.detach()), b) for p, b in zip(m.parameters(), before)]  # every rank gathers
+        same_state = [(i, k) for i, p in enumerate(m.parameters()) for k, v in opt.state[p].items()
+                      if not torch.equal(_full(v), state[id(p)][k])]
+        assert all(same) and not same_state, (name, rank, same, same_state)
+        lines.append(f"ok refused together {name}")
+    import time
+    at.set_collective_timeout(3)
+    m = _shard_all(_Wide())
+    opt = at.Adapprox(m.parameters())
+    m(_wide_batches()[0]).pow(2).mean().backward()  # FSDP's own collectives: on both ranks
+    if rank == 0:
+        before = [p.detach().to_local().clone() for p in m.parameters()]
+        t0 = time.monotonic()
+        try:
+            opt.step()
+        except RuntimeError as e:
+            assert "did not finish within 3.0 s" in str(e), str(e)
+            assert time.monotonic() - t0 < 30
+        else:
+            raise AssertionError("a step whose peer never came did not raise")
+        assert all(torch.equal(p.detach().to_local(), b) for p, b in zip(m.parameters(), before))
+        assert not opt.state
+    else:
+        time.sleep(8)  # never steps
+    lines.append("ok timeout")
+    return lines
 
 
 def test_a_rank_that_refuses_or_never_steps_fails_the_step_everywhere(tmp_path):
