@@ -1,9 +1,9 @@
-"""Entry point: ``python -m bench {step,memory,family,train,glm,all} [suite options]``."""
+"""Entry point: ``python -m bench {step,memory,family,train,glm,distributed,all} [suite options]``."""
 import importlib
 import sys
 
 SUITES = {"step": "bench.step_time", "memory": "bench.memory", "family": "bench.family", "train": "bench.train",
-          "glm": "bench.glm"}
+          "glm": "bench.glm", "distributed": "bench.distributed"}
 
 
 def main(argv):

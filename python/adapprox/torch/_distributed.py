@@ -78,6 +78,13 @@ def _placements(spec, p):
     return [Shard(0)] if spec["like_param"] or spec["follows_rows"] else [Replicate()]
 
 
+def shard_of(whole, p):
+    """This rank's shard of `whole` (a plain tensor of p's global shape), as p's placements cut it."""
+    from torch.distributed.tensor import DTensor, Replicate
+    replicated = DTensor.from_local(whole, p.device_mesh, [Replicate()] * p.device_mesh.ndim, run_check=False)
+    return replicated.redistribute(p.device_mesh, p.placements).to_local()
+
+
 def new_state(spec, p, dtype):
     """A fixed-shape state buffer of a row-sharded parameter, as a DTensor of zeros."""
     from torch.distributed.tensor import zeros

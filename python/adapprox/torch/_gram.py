@@ -7,6 +7,9 @@ from ._native import NativeOptimizer
 
 class GramOptimizer(NativeOptimizer):
     algorithm = ""  # "fullmatrixadagrad" or "adagram"
+    # Sharded (FSDP2) parameters are gathered and stepped whole on every rank, state replicated:
+    # the Gram statistics span the whole flattened parameter.
+    shard_gather = True
 
     def __init__(self, params, defaults):
         S.check_hyper(defaults)

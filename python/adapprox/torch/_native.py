@@ -58,6 +58,10 @@ class NativeOptimizer(torch.optim.Optimizer):
     # Whether the core computes this optimizer's statistics over the whole matrix for parameters
     # split by rows over ranks (FSDP2's Shard(0)), all-reducing what spans the rows.
     shard_rows: bool = False
+    # Whether a sharded parameter is stepped whole instead: every rank gathers the parameter and
+    # its gradient, steps the same whole tensor with replicated state, and keeps its own shard
+    # (AdaGram, FullMatrixAdagrad: whole-parameter Gram statistics).
+    shard_gather: bool = False
 
     def _hyper(self, group) -> dict:
         raise NotImplementedError
@@ -150,6 +154,7 @@ class NativeOptimizer(torch.optim.Optimizer):
         complex_ok = None
         groups, owners = [], []  # owners: (param, schema, state tensors, write back, by rows) per slot
         comm_cache = {}  # one communicator per device mesh
+        gathered = []  # (slot, parameter, its whole copy) of the parameters stepped whole
         index = 0
         state = self.state
         for gi, group in enumerate(self.param_groups):
@@ -168,9 +173,15 @@ class NativeOptimizer(torch.optim.Optimizer):
                 dt = _dtensor_type()
                 sharded = dt is not None and isinstance(p, dt)
                 by_rows = False  # one row shard of a matrix whose statistics span every rank
+                whole = None  # a sharded parameter stepped whole (shard_gather)
                 if sharded:  # FSDP2 / DTensor: the core steps the local shard, state follows it
-                    by_rows = self._check_dtensor(gi, index - 1, p, g, dt)
-                    p_real, g_real = p.to_local(), g.to_local()
+                    mode = self._check_dtensor(gi, index - 1, p, g, dt)
+                    by_rows = mode == "rows"
+                    if mode == "gather":  # all-gathers: every rank, in parameter order
+                        whole, g_real = p.full_tensor(), g.full_tensor()
+                        p_real = whole
+                    else:
+                        p_real, g_real = p.to_local(), g.to_local()
                 if p_real.is_complex():
                     if complex_ok is None:
                         complex_ok = _core.supports_complex(self.algorithm)
@@ -191,7 +202,7 @@ class NativeOptimizer(torch.optim.Optimizer):
                         elif by_rows and spec["shape"] and not spec["like_param"]:
                             t = _distributed.new_state(spec, p, want)
                         else:
-                            t = self._new_state(spec, p, p_real)
+                            t = self._new_state(spec, p if whole is None else whole, p_real)
                     else:
                         t = st.get(name)
                         if t is None:
@@ -222,6 +233,8 @@ class NativeOptimizer(torch.optim.Optimizer):
                 fresh.append(is_new)
                 indices.append(index - 1)
                 comms.append(_distributed.communicator(p, comm_cache) if by_rows else None)
+                if whole is not None:
+                    gathered.append((len(owners), p, whole))
                 owners.append((p, schema, tensors, write_back, by_rows))
             if params:
                 groups.append((hyper, params, grads, states, fresh, indices, comms))
@@ -235,6 +248,9 @@ class NativeOptimizer(torch.optim.Optimizer):
         # A signal (Ctrl-C) may stop the step between parameters: those stepped in full keep
         # their new state, the others are untouched; then its exception is raised.
         done = stopped[0] if stopped else None
+        for slot, p, whole in gathered:  # each rank keeps its shard of the whole step
+            if done is None or done[slot]:
+                p.to_local().copy_(_distributed.shard_of(whole, p))
         for slot, (p, schema, tensors, write_back, _) in enumerate(owners):
             if not write_back or (done is not None and not done[slot]):
                 continue
@@ -258,20 +274,23 @@ class NativeOptimizer(torch.optim.Optimizer):
 
     def _check_dtensor(self, gi, index, p, g, dt):
         """A DTensor parameter: its gradient sharded alike; sharded placements for optimizers
-        that step shards locally (elementwise family), and row shards (Shard(0) on a 1-D mesh)
-        for those whose statistics are all-reduced over rows. True for a row shard of the latter."""
+        that step shards locally (elementwise family), row shards (Shard(0) on a 1-D mesh) for
+        those whose statistics are all-reduced over rows ("rows"), any placement for those that
+        step whole parameters ("gather"). None: the local tensor is stepped as it is."""
         where = f"param_groups[{gi}] params[{index}]"
         if not isinstance(g, dt) or g.placements != p.placements or g.device_mesh != p.device_mesh:
             raise ValueError(f"{where}: a DTensor parameter needs a DTensor gradient with the same mesh and "
                              f"placements (parameter {p.placements}, gradient "
                              f"{getattr(g, 'placements', type(g).__name__)})")
         if self.shard_local or all(pl.is_replicate() for pl in p.placements):
-            return False
+            return None
+        if self.shard_gather:
+            return "gather"
         if self.shard_rows and _distributed.row_sharded(p):
             if not p.device_mesh.device_type == "cpu":
                 raise NotImplementedError(f"{where}: {type(self).__name__} steps row-sharded parameters on the CPU "
                                           f"only in this release (this one is on {p.device_mesh.device_type})")
-            return True
+            return "rows"
         if self.shard_rows:
             raise NotImplementedError(
                 f"{where}: {type(self).__name__} computes its statistics over row shards (Shard(0) on a 1-D device "
