@@ -265,57 +265,44 @@ def _dcp_worker(rank, world, store, phase, ckpt, out):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     lines = []
-    for name, kw in ELEMENTWISE + GATHERED:
+
+    def small(name, kw):  # the 7 x 5 / 3 x 7 model: bitwise against one process
         m = _model()
-        fully_shard(m[0])
-        fully_shard(m[2])
-        fully_shard(m)
-        opt = getattr(at, name)(m.parameters(), lr=0.01, **kw)
-        batches = _batches()
-        path = os.path.join(ckpt, name)
-        if phase == "save":
-            for x in batches[:-1]:
-                opt.zero_grad()
-                m(x).pow(2).sum().backward()
-                opt.step()
-            dcp.save({"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)},
-                     checkpoint_id=path)
-        else:
-            state = {"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)}
-            dcp.load(state, checkpoint_id=path)
-            set_model_state_dict(m, state["model"])
-            set_optimizer_state_dict(m, opt, state["optim"])
-            opt.zero_grad()
-            m(batches[-1]).pow(2).sum().backward()
-            opt.step()
-            ref_params, ref_opt = _single(name, kw)
-            _compare(name, list(m.parameters()), opt, ref_params, ref_opt)
-        lines.append(f"ok {name}")
-    for j, (name, kw) in enumerate(ROW_SHARDED):  # factored state: DTensors, Q by rows, U whole
+        for sub in (m[0], m[2], m):
+            fully_shard(sub)
+        check = lambda m, opt: _compare(name, list(m.parameters()), opt, *_single(name, kw))
+        return m, getattr(at, name)(m.parameters(), lr=0.01, **kw), _batches(), lambda y: y.pow(2).sum(), check
+
+    def wide(name, kw):  # factored state as DTensors (Q by rows, U whole): within float32 rounding
         m = _shard_all(_Wide())
-        opt = getattr(at, name)(m.parameters(), **kw)
-        batches = _wide_batches()
-        path = os.path.join(ckpt, f"rows{j}")
+
+        def check(m, opt):
+            ref_m = _Wide()
+            _compare_rows(name, f"{name} {kw} (resharded)", m, opt, ref_m, _wide_run(name, kw, ref_m))
+        return m, getattr(at, name)(m.parameters(), **kw), _wide_batches(), lambda y: y.pow(2).mean(), check
+
+    cases = [(small, name, kw) for name, kw in ELEMENTWISE + GATHERED] + [(wide, name, kw) for name, kw in ROW_SHARDED]
+    for j, (build, name, kw) in enumerate(cases):
+        m, opt, batches, loss, check = build(name, kw)
+        path = os.path.join(ckpt, f"{j}-{name}")
         if phase == "save":
             for x in batches[:-1]:
                 opt.zero_grad()
-                m(x).pow(2).mean().backward()
+                loss(m(x)).backward()
                 opt.step()
             dcp.save({"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)},
                      checkpoint_id=path)
         else:
             state = {"model": get_model_state_dict(m), "optim": get_optimizer_state_dict(m, opt)}
-            at.fit_state_to_checkpoint(state, path)  # Adapprox's factors: the saved ranks
+            at.fit_state_to_checkpoint(state, path)  # low-rank factors at the saved ranks
             dcp.load(state, checkpoint_id=path)
             set_model_state_dict(m, state["model"])
             set_optimizer_state_dict(m, opt, state["optim"])
             opt.zero_grad()
-            m(batches[-1]).pow(2).mean().backward()
+            loss(m(batches[-1])).backward()
             opt.step()
-            ref_m = _Wide()
-            ref_opt = _wide_run(name, kw, ref_m)
-            _compare_rows(name, f"{name} {kw} (resharded)", m, opt, ref_m, ref_opt)
-        lines.append(f"ok {name} rows")
+            check(m, opt)
+        lines.append(f"ok {name}")
     dist.destroy_process_group()
     return lines
 

@@ -109,34 +109,52 @@ def wrap(local, spec, p):
                               stride=tuple(stride))
 
 
-_RESIZED = ("factor_q", "factor_u")  # Adapprox's factors: their rank (columns) changes with the data
+def _resized_names():
+    """State buffers whose shape the step chooses (low-rank factors), by the registry."""
+    from .. import _core
+    names = set()
+    for algo in _core.algorithms():
+        names |= {b["name"] for b in _core.schema(algo, {}, [4, 4], "float32") if b["resized"]}
+    return names
 
 
 def fit_state_to_checkpoint(state_dict: dict, checkpoint_id) -> dict:
-    """Resize Adapprox's factors in ``state_dict`` to the shapes saved in a
-    ``torch.distributed.checkpoint`` checkpoint, in place, and return it.
+    """Make the low-rank factors in ``state_dict`` (Adapprox's ``factor_q``/``factor_u``,
+    AdaGram's ``factor_p``/``factor_q``) the shapes saved in a ``torch.distributed.checkpoint``
+    checkpoint, in place, and return it.
 
-    DCP loads into tensors that already have the saved shapes; Adapprox's ``factor_q`` and
-    ``factor_u`` change their rank as training goes, so a freshly built state (as
-    ``get_optimizer_state_dict`` makes it) may hold another rank than the checkpoint. Call this
-    between ``get_optimizer_state_dict`` and ``dcp.load``; ``checkpoint_id`` is the path given to
-    ``dcp.save`` (a ``StorageReader``'s metadata works too). Other entries are left alone."""
+    DCP loads into tensors that already have the saved shapes, and skips entries the target lacks.
+    These factors change their rank as training goes (and AdaGram keeps none before its first
+    real step), so a freshly built state, as ``get_optimizer_state_dict`` makes it, may hold
+    another rank than the checkpoint, or no factor. Call this between
+    ``get_optimizer_state_dict`` and ``dcp.load``; ``checkpoint_id`` is the path given to
+    ``dcp.save`` (a ``StorageReader`` works too). A factor is resized with its tensor's mesh and
+    placements, or created as a plain (replicated) tensor where the state has none yet."""
     from torch.distributed.checkpoint import FileSystemReader
     reader = checkpoint_id if hasattr(checkpoint_id, "read_metadata") else FileSystemReader(checkpoint_id)
     saved = reader.read_metadata().state_dict_metadata
+    resized = _resized_names()
+    dicts = {}  # the flattened path of every dict in state_dict (DCP joins keys with ".")
 
     def visit(container, prefix):
+        if isinstance(container, dict):
+            dicts[prefix] = container
         items = container.items() if isinstance(container, dict) else enumerate(container)
         for key, value in list(items):
-            fqn = f"{prefix}.{key}" if prefix else str(key)
             if isinstance(value, (dict, list)):
-                visit(value, fqn)
-            elif torch.is_tensor(value) and str(key) in _RESIZED and fqn in saved:
-                size = tuple(saved[fqn].size)
-                if tuple(value.shape) != size:
-                    container[key] = _zeros_like_placed(value, size)
+                visit(value, f"{prefix}.{key}" if prefix else str(key))
 
     visit(state_dict, "")
+    for fqn, meta in saved.items():
+        parent, _, name = fqn.rpartition(".")
+        if name not in resized or parent not in dicts or not hasattr(meta, "size"):
+            continue
+        target, size = dicts[parent], tuple(meta.size)
+        t = target.get(name)
+        if t is None:
+            target[name] = torch.zeros(size, dtype=meta.properties.dtype)
+        elif torch.is_tensor(t) and tuple(t.shape) != size:
+            target[name] = _zeros_like_placed(t, size)
     return state_dict
 
 
