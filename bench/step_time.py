@@ -48,6 +48,8 @@ NATIVE = [
     ("adapprox rank 1", lambda ps: at.Adapprox(ps, min_rank=1, max_rank=1, **HYPER)),
     ("adapprox rank 4", lambda ps: at.Adapprox(ps, rank=4, min_rank=4, max_rank=4, **HYPER)),
     ("adapprox default (adaptive)", lambda ps: at.Adapprox(ps, **HYPER)),
+    ("adapprox default (fresh sketch)", lambda ps: at.Adapprox(ps, warm_start=False, **HYPER)),
+    ("adapprox rank 1 (fresh sketch)", lambda ps: at.Adapprox(ps, min_rank=1, max_rank=1, warm_start=False, **HYPER)),
     ("adapprox Adafactor", lambda ps: at.Adafactor(ps, **ADAFACTOR)),
     ("adapprox Adam", lambda ps: at.Adam(ps, **ADAM)),
     ("adapprox AdamW", lambda ps: at.AdamW(ps, **HYPER)),

@@ -37,6 +37,7 @@ FACTORED = [("Adafactor", dict()), ("Adapprox", dict(betas=(0.9, 0.999))), ("Ada
 ROW_SHARDED = [("Adafactor", dict(lr=0.01)), ("Adafactor", dict(lr=0.01, mode="paper", beta1=0.9, weight_decay=0.1)),
                ("Adapprox", dict(lr=0.01, betas=(0.9, 0.999), rank=8, max_rank=24)),
                ("Adapprox", dict(lr=0.01, betas=(0.0, 0.99), cosine_guidance=False, tol=0.05, power_iters=2)),
+               ("Adapprox", dict(lr=0.01, betas=(0.9, 0.99), cosine_guidance=True, weight_decay=0.1, warm_start=False)),
                ("Adapprox", dict(lr=0.01, betas=(0.9, 0.99), cosine_guidance=True, weight_decay=0.1))]
 GATHERED = [("AdaGram", dict(rank=2)), ("FullMatrixAdagrad", dict())]  # sharded: stepped whole on every rank
 STEPS = 3
@@ -111,35 +112,44 @@ def _wide_run(name, kw, m):
 
 # Tolerances, relative to each tensor's largest element. Adafactor's sums only change order.
 # Adapprox's factors come from an iterated randomized approximation of those sums: a rounding
-# difference moves Q U^T slightly (measured here: 2e-5 of the largest element after 3 steps).
-TOLERANCE = {"Adafactor": 2e-5, "Adapprox": 5e-4}
+# difference moves Q U^T slightly, and the gradients of the next steps with it. Measured here
+# after 3 steps on 2 and 4 ranks: Adafactor 0 (bitwise); Adapprox 4e-5 to 1.3e-4 with the fresh
+# sketch, 5e-4 to 6.2e-4 warm-started (one pass from the last basis is less converged than
+# power iterations, so it moves more with rounding). A missing or partial all-reduce gives O(1).
+TOLERANCE = {"Adafactor": 2e-5, "Adapprox": 2e-3}
 
 
 def _close(a, b, what, rel):
+    """The largest error relative to b's largest element; raises past `rel`."""
     scale = b.abs().max().item() if b.numel() else 0.0
+    if a.shape == b.shape and (a.numel() == 0 or scale == 0):
+        return (a - b).abs().max().item() if a.numel() else 0.0
     if a.shape != b.shape or not torch.allclose(a, b, rtol=rel, atol=rel * scale + 1e-12):
         err = (a - b).abs().max().item() / max(scale, 1e-30) if a.shape == b.shape else \
             f"shapes {tuple(a.shape)} {tuple(b.shape)}"
         raise AssertionError(f"{what} differs from the single-process run (max error {err:.3g} of the largest "
                              f"element, tolerance {rel})")
+    return (a - b).abs().max().item() / scale
 
 
 def _compare_rows(name, label, m, opt, ref_m, ref_opt):
     """Parameters and state within float32 rounding of the single-process run; Adapprox's second
-    moment compared as Q U^T (the factors' column signs are arbitrary), its ranks exactly."""
-    rel = TOLERANCE[name]
+    moment compared as Q U^T (the factors' column signs are arbitrary), its ranks exactly. Returns
+    the largest relative error seen."""
+    rel, worst = TOLERANCE[name], 0.0
     for i, (p, r) in enumerate(zip(m.parameters(), ref_m.parameters())):
-        _close(_full(p.detach()), r.detach(), f"{label}: params[{i}]", rel)
+        worst = max(worst, _close(_full(p.detach()), r.detach(), f"{label}: params[{i}]", rel))
         st, rst = opt.state[p], ref_opt.state[r]
         assert set(st) == set(rst), (label, i, set(st), set(rst))
         if "factor_q" in rst:
             q, u = _full(st["factor_q"]), _full(st["factor_u"])
             assert q.shape == rst["factor_q"].shape and u.shape == rst["factor_u"].shape, \
                 f"{label}: params[{i}] rank {q.shape[1]}, single process {rst['factor_q'].shape[1]}"
-            _close(q @ u.T, rst["factor_q"] @ rst["factor_u"].T, f"{label}: params[{i}] Q U^T", rel)
+            worst = max(worst, _close(q @ u.T, rst["factor_q"] @ rst["factor_u"].T, f"{label}: params[{i}] Q U^T", rel))
         for k, v in rst.items():
             if k not in ("factor_q", "factor_u"):
-                _close(_full(st[k]).to(v.dtype), v, f"{label}: params[{i}] state '{k}'", rel)
+                worst = max(worst, _close(_full(st[k]).to(v.dtype), v, f"{label}: params[{i}] state '{k}'", rel))
+    return worst
 
 
 def _shard_all(m):
@@ -161,10 +171,10 @@ def _rows_worker(rank, world, store, out):
         ref_opt = _wide_run(name, kw, ref_m)
         m = _shard_all(_Wide())
         opt = _wide_run(name, kw, m)
-        _compare_rows(name, f"{name} {kw}", m, opt, ref_m, ref_opt)
+        worst = _compare_rows(name, f"{name} {kw}", m, opt, ref_m, ref_opt)
         comm = opt.last_step_communication()
-        assert comm["collectives"] > 0 and comm["bytes"] > 0, comm
-        lines.append(f"ok {name}")
+        assert (comm["collectives"] > 0 and comm["bytes"] > 0) == (world > 1), comm  # one rank: no collectives
+        lines.append(f"ok {name} {kw}: max error {worst:.3g}")
     dist.destroy_process_group()
     return lines
 

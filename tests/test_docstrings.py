@@ -1,4 +1,5 @@
-"""Every public optimizer class documents every constructor argument in an ``Args:`` section."""
+"""Every public optimizer class documents every constructor argument in an ``Args:`` section,
+and every public function its arguments."""
 from __future__ import annotations
 
 import inspect
@@ -30,7 +31,8 @@ def test_every_constructor_argument_is_documented(qualname, cls):
     doc = inspect.getdoc(cls) and cls.__doc__
     assert doc and "\n    Args:\n" in doc, f"{qualname} has no Args section"
     documented = _args_section(doc)
-    wanted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    signature = inspect.signature(cls.__init__ if inspect.isclass(cls) else cls)
+    wanted = [p for p in signature.parameters if p != "self"]
     missing = [p for p in wanted if p not in documented]
     assert not missing, f"{qualname}: Args does not describe {missing}"
     extra = [p for p in documented if p not in wanted]

@@ -268,7 +268,9 @@ void step_factored(Slot& s, size_t slot, const View& v, float* theta, const floa
   if (k > 0) ro.rank = k;
   ro.step = static_cast<uint64_t>(s.t);
   ro.stream = s.index;
-  RsiResult<float> fresh = detail::run_as_rsi<float>(op, ro);
+  // Warm start: the previous U (whole on every rank) starts the sketch.
+  const int warm_k = h.warm_start ? k : 0;
+  RsiResult<float> fresh = detail::run_as_rsi<float>(op, ro, warm_k ? static_cast<const float*>(ub.data) : nullptr, warm_k);
   // Buffers of a new rank come from the front before anything is written.
   TensorRef nq, nu;
   if (fresh.rank != k) {
@@ -360,6 +362,8 @@ class Adapprox final : public Algorithm {
         {"cosine_guidance", 0, 0, 1, false, false, true, "scale the step by (1 + cos(M, Mhat)) / 2"},
         {"seed", 0, 0, 18446744073709549568.0, false, false, true, "key of the Gaussian sketches"},
         {"maximize", 0, 0, 1, false, false, true, "maximize the objective"},
+        {"warm_start", 1, 0, 1, false, false, true,
+         "start AS-RSI from the previous Q plus fresh columns (0: the paper's fresh sketch)"},
     };
     return params;
   }

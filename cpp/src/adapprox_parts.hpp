@@ -23,6 +23,7 @@ struct AdapproxHyper {
   RsiOptions rsi;               // rank, min_rank, max_rank, tol, oversample, power_iters, seed
   bool cosine_guidance = false;
   bool maximize = false;
+  bool warm_start = true;       // AS-RSI starts from the previous Q (CPU; run_as_rsi)
 };
 
 inline AdapproxHyper native(const Hyper& h) {
@@ -42,6 +43,7 @@ inline AdapproxHyper native(const Hyper& h) {
   a.rsi.seed = static_cast<uint64_t>(h.at("seed"));
   a.cosine_guidance = h.at("cosine_guidance") != 0;
   a.maximize = h.at("maximize") != 0;
+  a.warm_start = h.at("warm_start") != 0;
   return a;
 }
 

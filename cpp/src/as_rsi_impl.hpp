@@ -156,11 +156,69 @@ inline RankChoice choose_rank(const Eigen::VectorXd& sigma_sq, double frob_sq, i
   return last;
 }
 
+// What one basis Y (orthonormal, m x w) captures of A: B^T = A^T Y, the eigenpairs of B B^T
+// (descending) and the rank rule's choice among its first `cap` directions.
+template <class T>
+struct Assessment {
+  Mat<T> bt;
+  Eigen::VectorXd sigma_sq;
+  Eigen::MatrixXd basis;
+  RankChoice choice;
+  bool met = false;
+};
+
+template <class T>
+Assessment<T> assess(const Operator<T>& op, const Mat<T>& y, double frob_sq, int min_rank, int cap, double tol) {
+  Assessment<T> a;
+  op.apply_t(y, a.bt);
+  const Eigen::MatrixXd btd = a.bt.template cast<double>();
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(btd.transpose() * btd);
+  // Eigen sorts ascending: reverse to descending singular values.
+  a.sigma_sq = eig.eigenvalues().reverse().cwiseMax(0.0);
+  a.basis = eig.eigenvectors().rowwise().reverse();
+  a.choice = choose_rank(a.sigma_sq, frob_sq, min_rank, cap, tol, &a.met);
+  return a;
+}
+
+// `power_iters` QR-stabilised subspace iterations on Y: Y <- orth(A orth(A^T Y)).
+template <class T>
+void subspace_iterations(const Operator<T>& op, Mat<T>& y, int iters) {
+  Mat<T> z;
+  for (int it = 0; it < iters; ++it) {
+    check_interrupt();  // AS-RSI writes nothing but its own result
+    op.apply_t(y, z);   // whole (all-reduced) for a row shard: every rank orthonormalises the same z
+    orthonormalise(z);
+    op.apply(z, y);
+    orthonormalise_rows_of(op, y);
+  }
+}
+
+// The n x c Gaussian sketch of an attempt (the same on every rank: it depends on the key only).
+template <class T>
+Mat<T> gaussian_sketch(int64_t n, int c, uint64_t key) {
+  Mat<T> omega(n, c);
+  parallel_chunks(n, 256, [&](int, int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i)
+      for (int j = 0; j < c; ++j) omega(i, j) = static_cast<T>(gaussian(key, uint64_t(i) * c + j));
+  });
+  return omega;
+}
+
 // AS-RSI: sketch width w = k + p, `power_iters` QR-stabilised subspace iterations, a small
 // eigendecomposition of B B^T (B = Q^T A) for singular values, rank by choose_rank, and the
 // starting rank doubled (a fresh sketch) while the tolerance is out of the sketch's reach.
+//
+// Warm start (warm_k > 0; `warm`: the previous step's U, n x warm_k, whose columns span the
+// previous factorization's row space): the first attempt sketches A with [U_prev | Omega]
+// instead of a Gaussian Omega alone, U_prev's columns normalised and w - k' fresh Gaussian
+// columns beside them (k' = min(warm_k, w - 1): at least one new direction is looked for). So
+// each step's basis is one subspace iteration on from the last step's, and no further iteration
+// runs when it meets the tolerance, or when the rank cannot grow anyway (w at its cap); otherwise
+// `power_iters` iterations run and the basis is assessed again before the rank doubles. The rank
+// rule and the reported error are exact for whichever basis is used (err^2 = ||A||_F^2 -
+// sum sigma_i^2 for an orthonormal basis). U_prev is whole on every rank of a row shard.
 template <class T>
-RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt) {
+RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt, const T* warm = nullptr, int warm_k = 0) {
   const int64_t m = op.global_rows(), n = op.cols();  // the whole matrix, also for a row shard
   const int64_t full = std::min(m, n);
   int min_rank, max_rank;
@@ -172,44 +230,47 @@ RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt) {
     check_interrupt();
     const int w = static_cast<int>(std::min<int64_t>(full, int64_t(k) + opt.oversample));
     const uint64_t key = sketch_key(opt.seed, opt.step, opt.stream, attempt);
-    Mat<T> omega(n, w);
-    parallel_chunks(n, 256, [&](int, int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i)
-        for (int j = 0; j < w; ++j) omega(i, j) = static_cast<T>(gaussian(key, uint64_t(i) * w + j));
-    });
-    Mat<T> y, z;
-    op.apply(omega, y);
+    const int kept = attempt == 0 && warm && warm_k > 0 ? std::min(warm_k, w - 1) : 0;  // previous directions
+    Mat<T> x = gaussian_sketch<T>(n, w - kept, key);
+    if (kept > 0) {
+      Mat<T> both(n, w);
+      both.leftCols(kept) = MapC<T>(warm, n, warm_k).leftCols(kept);
+      for (int j = 0; j < kept; ++j) {
+        const T norm = both.col(j).norm();
+        if (norm > 0) both.col(j) /= norm;
+      }
+      both.rightCols(w - kept) = x;
+      x.swap(both);
+    }
+    Mat<T> y;
+    op.apply(x, y);
     if (frob_sq < 0) frob_sq = op.frob_sq();
     orthonormalise_rows_of(op, y);
-    for (int it = 0; it < opt.power_iters; ++it) {
-      check_interrupt();  // AS-RSI writes nothing but its own result
-      op.apply_t(y, z);   // whole (all-reduced) for a row shard: every rank orthonormalises the same z
-      orthonormalise(z);
-      op.apply(z, y);
-      orthonormalise_rows_of(op, y);
-    }
-    Mat<T> bt;  // B^T = A^T Q, n x w
-    op.apply_t(y, bt);
-    const Eigen::MatrixXd btd = bt.template cast<double>();
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(btd.transpose() * btd);
-    // Eigen sorts ascending: reverse to descending singular values.
-    Eigen::VectorXd sigma_sq = eig.eigenvalues().reverse().cwiseMax(0.0);
-    Eigen::MatrixXd basis = eig.eigenvectors().rowwise().reverse();
     const int cap = std::min(w, max_rank);
-    bool met = false;
-    const RankChoice choice = choose_rank(sigma_sq, frob_sq, min_rank, cap, opt.tol, &met);
-    if (!met && cap < max_rank && w < full) {
+    const bool can_grow = cap < max_rank && w < full;
+    Assessment<T> a;
+    if (kept > 0) {
+      a = assess(op, y, frob_sq, min_rank, cap, opt.tol);
+      if (!a.met && can_grow && opt.power_iters > 0) {
+        subspace_iterations(op, y, opt.power_iters);
+        a = assess(op, y, frob_sq, min_rank, cap, opt.tol);
+      }
+    } else {
+      subspace_iterations(op, y, opt.power_iters);
+      a = assess(op, y, frob_sq, min_rank, cap, opt.tol);
+    }
+    if (!a.met && can_grow) {
       k = std::min(2 * k, max_rank);
       continue;
     }
-    const int r = choice.rank;
-    const Mat<T> wk = basis.leftCols(r).cast<T>();
-    Mat<T> q = y * wk;   // m x r
-    Mat<T> u = bt * wk;  // n x r: U = A^T Q_r, so Q_r U^T = Q_r Q_r^T A
+    const int r = a.choice.rank;
+    const Mat<T> wk = a.basis.leftCols(r).template cast<T>();
+    Mat<T> q = y * wk;     // m x r
+    Mat<T> u = a.bt * wk;  // n x r: U = A^T Q_r, so Q_r U^T = Q_r Q_r^T A
     out.q.assign(q.data(), q.data() + q.size());
     out.u.assign(u.data(), u.data() + u.size());
     out.rank = r;
-    out.rel_err = choice.rel_err;
+    out.rel_err = a.choice.rel_err;
     return out;
   }
 }

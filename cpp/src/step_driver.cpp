@@ -183,7 +183,8 @@ std::vector<CommSlots> sharded_slots(std::vector<Group>& groups) {
   std::vector<CommSlots> out;
   for (Group& g : groups)
     for (Slot& s : g.slots) {
-      if (s.shard.comm && s.param.shape.empty()) s.shard = RowShard{};
+      // 0-D parameters have no rows to split; on one rank a shard is the whole tensor.
+      if (s.shard.comm && (s.param.shape.empty() || s.shard.comm->size() == 1)) s.shard = RowShard{};
       if (!s.shard.comm) continue;
       auto it = std::find_if(out.begin(), out.end(), [&](const CommSlots& c) { return c.comm == s.shard.comm; });
       if (it == out.end()) out.push_back({s.shard.comm, {}}), it = out.end() - 1;

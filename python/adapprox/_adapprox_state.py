@@ -6,7 +6,7 @@ from . import _core
 
 DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, clip_threshold=1.0, weight_decay=0.0, rank=1,
                 min_rank=1, max_rank=None, tol=1e-2, oversample=5, power_iters=1, cosine_guidance=False,
-                seed=0, maximize=False)
+                seed=0, maximize=False, warm_start=True)
 
 
 def check_hyper(h: dict) -> None:
@@ -32,7 +32,8 @@ def native_hyper(h: dict) -> dict:
                 rank=int(h["rank"]), min_rank=int(h["min_rank"]),
                 max_rank=None if h["max_rank"] is None else int(h["max_rank"]), tol=float(h["tol"]),
                 oversample=int(h["oversample"]), power_iters=int(h["power_iters"]), seed=int(h["seed"]),
-                cosine_guidance=bool(h["cosine_guidance"]), maximize=bool(h["maximize"]))
+                cosine_guidance=bool(h["cosine_guidance"]), maximize=bool(h["maximize"]),
+                warm_start=bool(h.get("warm_start", True)))
 
 
 def spec_hyper(h: dict) -> dict:

@@ -19,7 +19,11 @@ _TIMEOUT_S = float(os.environ.get("ADAPPROX_COLLECTIVE_TIMEOUT", "600"))
 
 def set_collective_timeout(seconds: float) -> None:
     """Seconds a collective of a sharded step may wait for the other ranks before it raises
-    RuntimeError (default 600, or ``ADAPPROX_COLLECTIVE_TIMEOUT``)."""
+    RuntimeError (default 600, or ``ADAPPROX_COLLECTIVE_TIMEOUT``).
+
+    Args:
+        seconds: the wait in seconds, a number > 0; applies to every later sharded step.
+    """
     global _TIMEOUT_S
     if not (isinstance(seconds, (int, float)) and seconds > 0):
         raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
@@ -129,7 +133,12 @@ def fit_state_to_checkpoint(state_dict: dict, checkpoint_id) -> dict:
     another rank than the checkpoint, or no factor. Call this between
     ``get_optimizer_state_dict`` and ``dcp.load``; ``checkpoint_id`` is the path given to
     ``dcp.save`` (a ``StorageReader`` works too). A factor is resized with its tensor's mesh and
-    placements, or created as a plain (replicated) tensor where the state has none yet."""
+    placements, or created as a plain (replicated) tensor where the state has none yet.
+
+    Args:
+        state_dict: an optimizer state dict as ``get_optimizer_state_dict`` returns it; edited.
+        checkpoint_id: the checkpoint's path (as given to ``dcp.save``) or a ``StorageReader``.
+    """
     from torch.distributed.checkpoint import FileSystemReader
     reader = checkpoint_id if hasattr(checkpoint_id, "read_metadata") else FileSystemReader(checkpoint_id)
     saved = reader.read_metadata().state_dict_metadata
