@@ -2,6 +2,7 @@
 #include "adapprox/adapprox.hpp"
 #include "adapprox/cuda.hpp"
 #include "adapprox/interrupt.hpp"
+#include "adapprox/phase_times.hpp"
 #include "adapprox/tuning.hpp"
 
 #include <climits>
@@ -16,6 +17,7 @@
 #include "as_rsi_impl.hpp"
 #include "row_kernels.hpp"
 #include "staged.hpp"
+#include "tile_products.hpp"
 
 namespace adapprox {
 
@@ -72,7 +74,7 @@ class EmaOperator final : public detail::Operator<float> {
         square_tile(t0, len, sq);
         auto yb = y.middleRows(t0, len);
         if (c >= kGemmCols) {
-          yb.noalias() = sq * x;
+          kernels::tile_times(sq.data(), n_, len, n_, x.data(), c, c, yb.data(), c);
         } else {
           for (int64_t i = 0; i < len; ++i) kernels::row_dots(sq.data() + i * n_, xt.data(), n_, c, yb.data() + i * c);
         }
@@ -118,9 +120,11 @@ class EmaOperator final : public detail::Operator<float> {
     const int64_t tile = detail::row_grain(n_);
     // Partial sums per chunk stay under 4M floats; the chunking depends on shapes only.
     const int64_t budget = std::max<int64_t>(1, (int64_t(1) << 22) / (int64_t(c) * n_));
-    const int64_t chunks = std::min<int64_t>(chunk_count(m_, tile), budget);
-    if (chunks >= std::min<int64_t>(4, chunk_count(m_, tile))) {
-      // Tall or small G: split over rows, one n x c partial sum per chunk, added in chunk order.
+    if (std::min<int64_t>(chunk_count(m_, tile), budget) >= std::min<int64_t>(4, chunk_count(m_, tile))) {
+      // Tall or small G: split over rows, one n x c partial sum per chunk, added in chunk order;
+      // at least kPartialMinRows rows a chunk, so partial sums are few against the work.
+      const int64_t chunks =
+          std::max<int64_t>(1, std::min<int64_t>(chunk_count(m_, std::max(tile, tuning::kPartialMinRows)), budget));
       // Few columns: row kernels into a c x n partial (squares on the fly); else Eigen's GEMM.
       const int64_t rows_per = (m_ + chunks - 1) / chunks;
       const bool rows_kernel = c < kGemmCols;
@@ -137,7 +141,7 @@ class EmaOperator final : public detail::Operator<float> {
           for (int64_t t0 = ch * rows_per; t0 < r1; t0 += tile) {
             const int64_t len = std::min(tile, r1 - t0);
             square_tile(t0, len, sq);
-            part[ch].noalias() += sq.transpose() * ys.middleRows(t0, len);
+            kernels::tile_t_times_add(sq.data(), n_, len, n_, ys.data() + t0 * c, c, c, part[ch].data(), c);
           }
         }
       });
@@ -194,7 +198,7 @@ class EmaOperator final : public detail::Operator<float> {
   double den_tile(int64_t t0, int64_t len, const MatF& sq, MatF& den) const {
     den.resize(len, n_);
     if (k_ >= kGemmCols) {
-      den.noalias() = q_.middleRows(t0, len) * u_.transpose();
+      kernels::tile_times(q_.data() + t0 * k_, k_, len, k_, ut_.data(), n_, n_, den.data(), n_);
       return kernels::den_finish(den.data(), sq.data(), len * n_, b2_);
     }
     double v_sq = 0;
@@ -257,6 +261,7 @@ TensorRef new_factor(Allocator& alloc, size_t slot, size_t buffer, int64_t rows,
 
 void step_factored(Slot& s, size_t slot, const View& v, float* theta, const float* g, float* mom,
                    const AdapproxHyper& h, Allocator& alloc) {
+  PhaseTimer step_timer(Phase::factored_step);
   const int64_t m = v.rows, n = v.cols;
   const TensorRef &qb = s.state[kQ], &ub = s.state[kU];
   const int k = rank_of(s);
@@ -281,9 +286,12 @@ void step_factored(Slot& s, size_t slot, const View& v, float* theta, const floa
   // 2. Elementwise update with this step's V_t (old factors): one more pass over G.
   const kernels::UpdateRow a = row_args(h, clip_scale(op.mhat_sq(), op.global_rows() * n, h.clip_threshold));
   const bool guided = h.cosine_guidance && h.beta1 > 0;  // (mom is null for an empty row shard)
-  std::vector<Sums3> cos;
-  op.update(a, mom, theta, guided, cos);
-  if (guided) apply_guided_theta(a, mom, theta, m * n, guidance_scale(cos, s.shard));
+  {
+    PhaseTimer timer(Phase::update);
+    std::vector<Sums3> cos;
+    op.update(a, mom, theta, guided, cos);
+    if (guided) apply_guided_theta(a, mom, theta, m * n, guidance_scale(cos, s.shard));
+  }
 
   // 3. Commit the new factors: in place at the same rank, else the new buffers.
   if (fresh.rank == k) {

@@ -3,15 +3,18 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "adapprox/as_rsi.hpp"
 #include "adapprox/communicator.hpp"
 #include "adapprox/interrupt.hpp"
+#include "adapprox/phase_times.hpp"
 #include "adapprox/random.hpp"
 #include "adapprox/tensor.hpp"
 #include "adapprox/thread_pool.hpp"
 #include "adapprox/tuning.hpp"
+#include "tile_products.hpp"
 
 namespace adapprox::detail {
 
@@ -55,6 +58,44 @@ void householder_orthonormalise(Mat<T>& y) {
   y.swap(q);
 }
 
+// out (a.rows() x b.cols(), row-major) = a b: the tile kernels for float, Eigen for double.
+template <class T>
+void times_into(const Mat<T>& a, const Mat<T>& b, T* out) {
+  if constexpr (std::is_same_v<T, float>) {
+    kernels::tile_times(a.data(), a.cols(), a.rows(), a.cols(), b.data(), b.cols(), b.cols(), out, b.cols());
+  } else {
+    Eigen::Map<Mat<T>>(out, a.rows(), b.cols()).noalias() = a * b;
+  }
+}
+
+// a b for a tall a, its rows split over the threads.
+template <class T>
+Mat<T> tall_times(const Mat<T>& a, const Mat<T>& b) {
+  Mat<T> out(a.rows(), b.cols());
+  parallel_chunks(a.rows(), tuning::kGramMinRows, [&](int, int64_t r0, int64_t r1) {
+    const Mat<T> rows = a.middleRows(r0, r1 - r0);
+    times_into(rows, b, out.data() + r0 * b.cols());
+  });
+  return out;
+}
+
+// y^T y in float64 (y tall, w columns), its rows split over the threads; bitwise symmetric.
+template <class T>
+Eigen::MatrixXd gram_of(const Mat<T>& y) {
+  const int64_t m = y.rows();
+  const int w = static_cast<int>(y.cols());
+  const int64_t grain = std::max<int64_t>(tuning::kGramMinRows, tuning::kGramElements / std::max(w, 1));
+  const int chunks = std::max(1, chunk_count(m, grain));
+  std::vector<Eigen::MatrixXd> part(chunks, Eigen::MatrixXd::Zero(w, w));
+  parallel_chunks(m, grain, [&](int ch, int64_t r0, int64_t r1) {
+    const Mat<double> yb = y.middleRows(r0, r1 - r0).template cast<double>();
+    // (either storage order reads the symmetric result alike)
+    kernels::tile_t_times_add(yb.data(), w, r1 - r0, w, yb.data(), w, w, part[ch].data(), w);
+  });
+  for (int ch = 1; ch < chunks; ++ch) part[0] += part[ch];
+  return part[0];
+}
+
 // One CholeskyQR pass, y <- y R^-1 with R^T R = y^T y (Gram in float64, rows split across
 // threads). Returns max |y_in^T y_in - I| (how far from orthonormal the input was), or -1 when
 // the Gram matrix is not safely positive definite.
@@ -65,14 +106,7 @@ double cholesky_qr_pass(Mat<T>& y, Communicator* comm = nullptr) {
   const int64_t m = y.rows();
   const int w = static_cast<int>(y.cols());
   const int64_t grain = std::max<int64_t>(tuning::kGramMinRows, tuning::kGramElements / w);
-  const int chunks = std::max(1, chunk_count(m, grain));
-  std::vector<Eigen::MatrixXd> part(chunks, Eigen::MatrixXd::Zero(w, w));
-  parallel_chunks(m, grain, [&](int ch, int64_t r0, int64_t r1) {
-    const Eigen::MatrixXd yb = y.middleRows(r0, r1 - r0).template cast<double>();
-    part[ch].noalias() += yb.transpose() * yb;
-  });
-  Eigen::MatrixXd gram = part[0];
-  for (int ch = 1; ch < chunks; ++ch) gram += part[ch];
+  Eigen::MatrixXd gram = gram_of(y);
   if (comm) comm->allreduce_sum(gram.data(), int64_t(w) * w);
   Eigen::LLT<Eigen::MatrixXd> llt(gram);
   if (llt.info() != Eigen::Success) return -1;
@@ -81,7 +115,7 @@ double cholesky_qr_pass(Mat<T>& y, Communicator* comm = nullptr) {
   const Mat<T> rinv = llt.matrixU().solve(Eigen::MatrixXd::Identity(w, w)).template cast<T>();
   parallel_chunks(m, grain, [&](int, int64_t r0, int64_t r1) {
     const Mat<T> yb = y.middleRows(r0, r1 - r0);
-    y.middleRows(r0, r1 - r0).noalias() = yb * rinv;
+    times_into(yb, rinv, y.data() + r0 * w);
   });
   return (gram - Eigen::MatrixXd::Identity(w, w)).cwiseAbs().maxCoeff();
 }
@@ -127,6 +161,7 @@ void orthonormalise_rows(Mat<T>& y, const RowShard& sh) {
 
 template <class T>
 void orthonormalise_rows_of(const Operator<T>& op, Mat<T>& y) {
+  PhaseTimer timer(Phase::orthonormalise);
   const RowShard sh = op.shard();
   if (sh.sharded()) orthonormalise_rows(y, sh);
   else orthonormalise(y);
@@ -170,9 +205,12 @@ struct Assessment {
 template <class T>
 Assessment<T> assess(const Operator<T>& op, const Mat<T>& y, double frob_sq, int min_rank, int cap, double tol) {
   Assessment<T> a;
-  op.apply_t(y, a.bt);
-  const Eigen::MatrixXd btd = a.bt.template cast<double>();
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(btd.transpose() * btd);
+  {
+    PhaseTimer timer(Phase::products);
+    op.apply_t(y, a.bt);
+  }
+  PhaseTimer timer(Phase::eigen);
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(gram_of(a.bt));
   // Eigen sorts ascending: reverse to descending singular values.
   a.sigma_sq = eig.eigenvalues().reverse().cwiseMax(0.0);
   a.basis = eig.eigenvectors().rowwise().reverse();
@@ -186,9 +224,18 @@ void subspace_iterations(const Operator<T>& op, Mat<T>& y, int iters) {
   Mat<T> z;
   for (int it = 0; it < iters; ++it) {
     check_interrupt();  // AS-RSI writes nothing but its own result
-    op.apply_t(y, z);   // whole (all-reduced) for a row shard: every rank orthonormalises the same z
-    orthonormalise(z);
-    op.apply(z, y);
+    {
+      PhaseTimer timer(Phase::products);
+      op.apply_t(y, z);  // whole (all-reduced) for a row shard: every rank orthonormalises the same z
+    }
+    {
+      PhaseTimer timer(Phase::orthonormalise);
+      orthonormalise(z);
+    }
+    {
+      PhaseTimer timer(Phase::products);
+      op.apply(z, y);
+    }
     orthonormalise_rows_of(op, y);
   }
 }
@@ -196,6 +243,7 @@ void subspace_iterations(const Operator<T>& op, Mat<T>& y, int iters) {
 // The n x c Gaussian sketch of an attempt (the same on every rank: it depends on the key only).
 template <class T>
 Mat<T> gaussian_sketch(int64_t n, int c, uint64_t key) {
+  PhaseTimer timer(Phase::sketch);
   Mat<T> omega(n, c);
   parallel_chunks(n, 256, [&](int, int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i)
@@ -243,7 +291,10 @@ RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt, const T* w
       x.swap(both);
     }
     Mat<T> y;
-    op.apply(x, y);
+    {
+      PhaseTimer timer(Phase::products);
+      op.apply(x, y);
+    }
     if (frob_sq < 0) frob_sq = op.frob_sq();
     orthonormalise_rows_of(op, y);
     const int cap = std::min(w, max_rank);
@@ -263,10 +314,11 @@ RsiResult<T> run_as_rsi(const Operator<T>& op, const RsiOptions& opt, const T* w
       k = std::min(2 * k, max_rank);
       continue;
     }
+    PhaseTimer timer(Phase::factors);
     const int r = a.choice.rank;
     const Mat<T> wk = a.basis.leftCols(r).template cast<T>();
-    Mat<T> q = y * wk;     // m x r
-    Mat<T> u = a.bt * wk;  // n x r: U = A^T Q_r, so Q_r U^T = Q_r Q_r^T A
+    Mat<T> q = tall_times(y, wk);     // m x r
+    Mat<T> u = tall_times(a.bt, wk);  // n x r: U = A^T Q_r, so Q_r U^T = Q_r Q_r^T A
     out.q.assign(q.data(), q.data() + q.size());
     out.u.assign(u.data(), u.data() + u.size());
     out.rank = r;

@@ -7,6 +7,7 @@
 
 #include "adapprox/as_rsi.hpp"
 #include "adapprox/isa.hpp"
+#include "adapprox/phase_times.hpp"
 #include "adapprox/thread_pool.hpp"
 #include "adapprox/tuning.hpp"
 #include "binders.hpp"
@@ -96,6 +97,18 @@ PYBIND11_MODULE(_core, m) {
       },
       "The instruction set hot loops run at ('active': the CPU's best, 'detected', capped by the "
       "ADAPPROX_ISA environment variable). Results are bitwise the same at every level.");
+  m.def("set_phase_timing", &set_phase_timing, py::arg("on"), "Time the factored step's phases (off by default).");
+  m.def("reset_phase_times", &reset_phase_times, "Zero the phase totals.");
+  m.def(
+      "phase_times",
+      [] {
+        const PhaseTimes t = phase_times();
+        py::dict d;
+        for (int i = 0; i < static_cast<int>(Phase::count); ++i)
+          d[phase_name(static_cast<Phase>(i))] = py::make_tuple(t.seconds[i], t.calls[i]);
+        return d;
+      },
+      "Phase name -> (seconds summed over threads, times entered) since the last reset.");
   m.def("as_rsi", &as_rsi_py, py::arg("A"), py::arg("rank"), py::arg("min_rank"), py::arg("max_rank"),
         py::arg("tol"), py::arg("oversample"), py::arg("power_iters"), py::arg("seed"));
   m.def("default_max_rank", &default_max_rank, py::arg("m"), py::arg("n"));

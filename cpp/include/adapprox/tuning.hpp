@@ -32,10 +32,13 @@ constexpr int64_t kMinColumnChunk = 16;
 constexpr int64_t kGramMinRows = 256;
 constexpr int64_t kGramElements = int64_t(1) << 16;
 // Sketches smaller than this many elements (or wider than tall) use Householder QR directly.
-constexpr int64_t kCholeskyQrMinElements = int64_t(1) << 16;
+constexpr int64_t kCholeskyQrMinElements = int64_t(1) << 12;
 // Adapprox: from this many sketch columns on, products use Eigen's blocked GEMM instead of the
 // row kernels.
 constexpr int kGemmMinColumns = 12;
+// Adapprox: the transposed product's row chunks hold at least this many rows (each adds an
+// n x c partial sum), and its partial sums take at most kPartialSumFloats floats.
+constexpr int64_t kPartialMinRows = 128;
 // Adapprox: the transposed product's per-chunk partial sums take at most this many floats.
 constexpr int64_t kPartialSumFloats = int64_t(1) << 22;
 // AdaGram: rows per block of the tall-skinny QR (blocks have at least max(this, 2k) rows).
