@@ -50,7 +50,8 @@ class EmaOperator final : public detail::Operator<float> {
  public:
   EmaOperator(const float* q, const float* u, int rank, const float* g, int64_t m, int64_t n, float b2, float eps,
               RowShard shard = {})
-      : q_(q, m, rank), u_(u, n, rank), g_(g), m_(m), n_(n), k_(rank), b2_(b2), eps_(eps), shard_(shard) {
+      : q_(q, m, rank), u_(u, n, rank), g_(g), m_(m), n_(n), k_(rank), b2_(b2), eps_(eps), shard_(shard),
+        keep_den_(m * n > 0 && m * n <= tuning::kKeptDenominatorElements) {
     if (k_ > 0) ut_ = columns_of(u_);
   }
   int64_t rows() const override { return m_; }
@@ -64,6 +65,7 @@ class EmaOperator final : public detail::Operator<float> {
     MatF ux;
     if (k_ > 0) ux = b2_ * (u_.transpose() * x);  // k x c
     const bool gather = !gathered_;
+    if (gather && keep_den_) den_all_.resize(m_ * n_);
     const int64_t tile = detail::row_grain(n_);
     std::vector<Stats> part(std::max(1, chunk_count(m_, tile)));
     parallel_chunks(m_, tile, [&](int ch, int64_t r0, int64_t r1) {
@@ -81,8 +83,9 @@ class EmaOperator final : public detail::Operator<float> {
         yb *= (1 - b2_);
         if (k_ > 0) yb.noalias() += q_.middleRows(t0, len) * ux;
         if (gather) {
-          st.v_sq += den_tile(t0, len, sq, den);
-          st.mhat_sq += kernels::mhat_sq_row(g_ + t0 * n_, den.data(), len * n_, eps_);
+          float* d = keep_den_ ? den_all_.data() + t0 * n_ : (den.resize(len, n_), den.data());
+          st.v_sq += den_tile(t0, len, sq, d);
+          st.mhat_sq += kernels::mhat_sq_row(g_ + t0 * n_, d, len * n_, eps_);
         }
       }
     });
@@ -173,10 +176,15 @@ class EmaOperator final : public detail::Operator<float> {
       MatF sq, den;
       for (int64_t t0 = r0; t0 < r1; t0 += tile) {
         const int64_t len = std::min(tile, r1 - t0);
-        square_tile(t0, len, sq);
-        den_tile(t0, len, sq, den);
         const int64_t off = t0 * n_;
-        kernels::update_row(a, g_ + off, den.data(), len * n_, m ? m + off : nullptr, theta + off, !guided,
+        const float* d = den_all_.data() + off;  // kept from the first product
+        if (den_all_.empty()) {
+          square_tile(t0, len, sq);
+          den.resize(len, n_);
+          den_tile(t0, len, sq, den.data());
+          d = den.data();
+        }
+        kernels::update_row(a, g_ + off, d, len * n_, m ? m + off : nullptr, theta + off, !guided,
                             guided ? cos[ch].v : nullptr);
       }
     });
@@ -194,17 +202,16 @@ class EmaOperator final : public detail::Operator<float> {
     kernels::square_row(g_ + t0 * n_, len * n_, sq.data());
   }
 
-  // den = b2 |Q U^T| + (1 - b2) sq for the tile's rows; returns the tile's sum of V^2.
-  double den_tile(int64_t t0, int64_t len, const MatF& sq, MatF& den) const {
-    den.resize(len, n_);
+  // den = b2 |Q U^T| + (1 - b2) sq for the tile's rows (len x n, into `den`); returns the
+  // tile's sum of V^2.
+  double den_tile(int64_t t0, int64_t len, const MatF& sq, float* den) const {
     if (k_ >= kGemmCols) {
-      kernels::tile_times(q_.data() + t0 * k_, k_, len, k_, ut_.data(), n_, n_, den.data(), n_);
-      return kernels::den_finish(den.data(), sq.data(), len * n_, b2_);
+      kernels::tile_times(q_.data() + t0 * k_, k_, len, k_, ut_.data(), n_, n_, den, n_);
+      return kernels::den_finish(den, sq.data(), len * n_, b2_);
     }
     double v_sq = 0;
     for (int64_t i = 0; i < len; ++i)
-      v_sq += kernels::den_row(q_.data() + (t0 + i) * k_, ut_.data(), k_, sq.data() + i * n_, n_, b2_,
-                               den.data() + i * n_);
+      v_sq += kernels::den_row(q_.data() + (t0 + i) * k_, ut_.data(), k_, sq.data() + i * n_, n_, b2_, den + i * n_);
     return v_sq;
   }
   MapC<float> q_, u_;
@@ -214,6 +221,10 @@ class EmaOperator final : public detail::Operator<float> {
   int k_;
   float b2_, eps_;
   RowShard shard_;
+  // The denominator of the whole matrix, kept from the first product for the update pass when
+  // it is small (kKeptDenominatorElements): one m x n float32 buffer saves the update's Q U^T.
+  bool keep_den_;
+  mutable std::vector<float> den_all_;
   mutable bool gathered_ = false;
   mutable Stats stats_;
 };
@@ -492,7 +503,8 @@ int64_t adapprox_step_workspace_bytes(const std::vector<int64_t>& shape, DType p
   const int64_t tiles = int64_t(num_threads()) * 4 * (2 * v.cols + int64_t(detail::col_grain(v.rows)) * width) +
                         4 * std::min<int64_t>(tuning::kPartialSumFloats, int64_t(kMaxChunks) * width * v.cols);
   const int64_t new_factors = 4 * (v.rows + v.cols) * hi;
-  return conv + as_rsi_workspace_bytes(v.rows, v.cols, width, 4) + tiles + new_factors;
+  const int64_t kept_den = numel <= tuning::kKeptDenominatorElements ? 4 * numel : 0;
+  return conv + as_rsi_workspace_bytes(v.rows, v.cols, width, 4) + tiles + new_factors + kept_den;
 }
 
 }  // namespace adapprox

@@ -36,6 +36,9 @@ constexpr int64_t kCholeskyQrMinElements = int64_t(1) << 12;
 // Adapprox: from this many sketch columns on, products use Eigen's blocked GEMM instead of the
 // row kernels.
 constexpr int kGemmMinColumns = 12;
+// Adapprox: matrices up to this many elements keep the step's denominator (one m x n float32
+// buffer, 16 MiB at most) from the first product for the update pass instead of recomputing Q U^T.
+constexpr int64_t kKeptDenominatorElements = int64_t(1) << 22;
 // Adapprox: the transposed product's row chunks hold at least this many rows (each adds an
 // n x c partial sum), and its partial sums take at most kPartialSumFloats floats.
 constexpr int64_t kPartialMinRows = 128;
