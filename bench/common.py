@@ -56,7 +56,8 @@ def _cpu_model():
 def _versions():
     """Versions of the optional packages the suites use (None when absent)."""
     out = {}
-    for mod, name in (("matplotlib", "matplotlib"), ("sklearn", "scikit-learn"), ("came_pytorch", "came-pytorch")):
+    for mod, name in (("matplotlib", "matplotlib"), ("sklearn", "scikit-learn"), ("came_pytorch", "came-pytorch"),
+                      ("pytorch_optimizer", "pytorch-optimizer")):
         try:
             from importlib import metadata
             out[name] = metadata.version(name)
