@@ -92,9 +92,9 @@ class LowRankAdagram:
     projector-splitting step (K, S backward, L) from W with that increment. Returns the direction
     gbar / sqrt(1 + s)."""
 
-    def __init__(self, n, eps, rank):
+    def __init__(self, n, eps, rank, forget=1.0):
         self.P, self.Q = np.zeros((n, 0)), np.zeros((n, 0))
-        self.eps, self.r = eps, min(rank, n)
+        self.eps, self.r, self.forget = eps, min(rank, n), forget
 
     @property
     def W(self):
@@ -102,6 +102,7 @@ class LowRankAdagram:
 
     def direction(self, g):
         g = np.asarray(g, np.float64).ravel()
+        self.P = self.forget * self.P  # W <- forget W
         gbar = (g - self.P @ (self.Q.T @ g)) / np.sqrt(self.eps)
         s = gbar @ gbar
         if s == 0:
@@ -120,3 +121,22 @@ class LowRankAdagram:
             V1, S1t = _thin_qr(L1)                 # L-step
             self.P, self.Q = U1 @ S1t.T, V1
         return gbar / np.sqrt(1 + s)
+
+
+class DenseForgettingAdagram:
+    """AdaGram with forgetting on a dense inverse factor M = L^-1 (n x n, float64), no low-rank
+    form: each step M <- forget M + (1 - forget) I / sqrt(eps), gbar = M g, s = |gbar|^2,
+    r = sqrt(1 + s), direction gbar / r, then M <- (I - gbar gbar^T / (r (1 + r))) M."""
+
+    def __init__(self, n, eps, forget):
+        self.M = np.eye(n) / np.sqrt(eps)
+        self.eps, self.forget = eps, forget
+
+    def direction(self, g):
+        g = np.asarray(g, np.float64).ravel()
+        n = len(g)
+        self.M = self.forget * self.M + (1 - self.forget) * np.eye(n) / np.sqrt(self.eps)
+        gbar = self.M @ g
+        r = np.sqrt(1 + gbar @ gbar)
+        self.M = (np.eye(n) - np.outer(gbar, gbar) / (r * (1 + r))) @ self.M
+        return gbar / r

@@ -15,6 +15,16 @@
 //   I - P Q^T  ->  I - P Q^T - b gbar (gbar - Q P^T gbar)^T = I - [P p][Q q]^T,
 //   p = sqrt(b) gbar,  q = sqrt(b) (gbar - Q (P^T gbar))                 (exact rank-one growth).
 //
+// Forgetting (`forget` = beta in [0, 1], default 1: none). Before each step the accumulated term
+// is discounted, P Q^T <- beta P Q^T (P scaled in place), i.e.
+//
+//   L_{t-1}^(-1) <- beta L_{t-1}^(-1) + (1 - beta) I / sqrt(eps),
+//
+// the inverse root pulled back towards its start I / sqrt(eps) (G towards eps I) by 1 - beta per
+// step, so past gradients weigh beta^age in the inverse factor and the step does not vanish as
+// G grows. The rank-one growth and the KSL step then run unchanged from beta P Q^T: the
+// truncation sees exactly the discounted term. beta = 0 keeps no history (gbar = g / sqrt(eps)).
+//
 // Once k would exceed min(rank, n), one projector-splitting step (Lubich and Oseledets 2014:
 // K, then S backward, then L) from W_0 = P Q^T with the increment p q^T brings the term back to
 // that rank; it is exact when the new term has rank <= min(rank, n), so rank >= n is exact.
@@ -154,12 +164,17 @@ TensorRef new_factor(Allocator& alloc, size_t slot, size_t buffer, int64_t n, in
 // d = L_t^-1 g (see the top of the file), and the factors updated: in place at full rank, into
 // new buffers (one column more) while k grows. Workspace besides the state: pn and qn (n each),
 // and for the KSL step the n x k temporaries listed at ksl().
-void direction(Slot& st, size_t slot, const double* g, double* d, int rank, double eps, Allocator& alloc) {
+void direction(Slot& st, size_t slot, const double* g, double* d, int rank, double eps, double forget,
+               Allocator& alloc) {
   const int64_t n = st.param.numel();
   TensorRef &pb = st.state[kP], &qb = st.state[kQ];
   const int k = pb.numel() == 0 ? 0 : static_cast<int>(pb.shape[1]);
   const int target = static_cast<int>(std::min<int64_t>(rank, n));
   Eigen::Map<const Vec> gv(g, n);
+  if (k > 0 && forget != 1.0) {  // P Q^T <- forget P Q^T (see the top of the file)
+    double* p = static_cast<double*>(pb.data);
+    for (int64_t i = 0; i < n * k; ++i) p[i] *= forget;
+  }
   Eigen::Map<Mat> P(k ? static_cast<double*>(pb.data) : nullptr, n, k), Q(k ? static_cast<double*>(qb.data) : nullptr, n, k);
   Eigen::Map<Vec> gbar(d, n);  // gbar first, scaled to d = gbar / r below
   gbar = (gv - P * (Q.transpose() * gv)) / std::sqrt(eps);
@@ -194,6 +209,8 @@ class Adagram final : public Algorithm {
     static const std::vector<HyperParam> params = [] {
       std::vector<HyperParam> p = gram::hyper_params(1e-2);
       p.push_back({"rank", 1, 1, INT_MAX, false, false, true, "columns of the factors P and Q"});
+      p.push_back({"forget", 1, 0, 1, false, false, false,
+                   "discount of the accumulated term per step, P Q^T <- forget P Q^T (1: none)"});
       return p;
     }();
     return params;
@@ -235,8 +252,9 @@ class Adagram final : public Algorithm {
   void step(const Hyper& hyper, std::vector<Slot>& slots, Allocator& alloc) const override {
     const gram::GramHyper h = gram::native(hyper);
     const int rank = static_cast<int>(hyper.at("rank"));
+    const double forget = hyper.at("forget");
     gram::run(slots, h, [&](Slot& s, size_t i, const double* g, double* d) {
-      direction(s, i, g, d, rank, h.eps, alloc);
+      direction(s, i, g, d, rank, h.eps, forget, alloc);
     });
   }
 };

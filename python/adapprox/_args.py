@@ -118,6 +118,9 @@ ARGS: dict[str, dict[str, str]] = {
         "weight_decay": "L2 penalty added to the gradient.",
         "eps": "G starts at eps I: directions the factors do not hold are scaled by 1 / sqrt(eps); scale "
                "it with the square of the gradients.",
+        "forget": "in [0, 1]: each step first discounts the accumulated term, P Q^T <- forget P Q^T (the "
+                  "inverse factor pulled back towards I / sqrt(eps)), so old gradients fade and the step "
+                  "does not vanish; 1 (default) is the paper's AdaGram, which forgets nothing.",
         "maximize": "maximize the objective (the gradient is negated).",
     },
     "fullmatrixadagrad": {

@@ -8,7 +8,7 @@ import numpy as np
 from . import _core
 
 FULL_DEFAULTS = dict(lr=1e-1, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False)
-ADAGRAM_DEFAULTS = dict(lr=1e-1, rank=1, lr_decay=0.0, weight_decay=0.0, eps=1e-2, maximize=False)
+ADAGRAM_DEFAULTS = dict(lr=1e-1, rank=1, lr_decay=0.0, weight_decay=0.0, eps=1e-2, forget=1.0, maximize=False)
 
 
 def _number(x):
@@ -24,6 +24,7 @@ def native_hyper(h: dict) -> dict:
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
             raise TypeError(f"rank must be an integer, got {rank!r}")
         out["rank"] = int(rank)
+        out["forget"] = _number(h.get("forget", 1.0))
     return out
 
 

@@ -21,6 +21,7 @@ class AdaGram(GramOptimizer):
 
     algorithm = "adagram"
 
-    def __init__(self, params, lr=1e-1, rank=1, lr_decay=0.0, weight_decay=0.0, eps=1e-2, *, maximize=False):
+    def __init__(self, params, lr=1e-1, rank=1, lr_decay=0.0, weight_decay=0.0, eps=1e-2, forget=1.0, *,
+                 maximize=False):
         super().__init__(params, dict(lr=lr, rank=rank, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
-                                      maximize=maximize))
+                                      forget=forget, maximize=maximize))

@@ -14,6 +14,7 @@ class AdaGram(GramOptimizer):
     with ``P, Q`` of ``n x k``, ``k <= rank``. At step ``t``::
 
         g    = -g if maximize;  g = g + weight_decay * p       # L2, as torch.optim.Adagrad
+        P    = forget * P                                       # L^-1 <- forget L^-1 + (1 - forget) I / sqrt(eps)
         gbar = (g - P (Q^T g)) / sqrt(eps);  s = |gbar|^2;  r = sqrt(1 + s)
         clr  = lr / (1 + (t - 1) * lr_decay)
         p    = p - clr * gbar / r                               # L_t^-1 g: |.| = |G_t^-1/2 g| < 1
@@ -34,6 +35,8 @@ class AdaGram(GramOptimizer):
 
     algorithm = "adagram"
 
-    def __init__(self, params, lr=1e-1, rank=1, lr_decay=0.0, weight_decay=0.0, eps=1e-2, *, maximize=False):
-        defaults = dict(lr=lr, rank=rank, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize)
+    def __init__(self, params, lr=1e-1, rank=1, lr_decay=0.0, weight_decay=0.0, eps=1e-2, forget=1.0, *,
+                 maximize=False):
+        defaults = dict(lr=lr, rank=rank, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, forget=forget,
+                        maximize=maximize)
         super().__init__(params, defaults)
