@@ -55,6 +55,12 @@ OPTIMIZERS = [
     ("AdaGram rank 3", "AdaGram", dict(rank=3, lrs=GRAM_LRS)),
     ("AdaGram rank 4", "AdaGram", dict(rank=4, lrs=GRAM_LRS)),
     ("AdaGram rank 5", "AdaGram", dict(rank=5, lrs=GRAM_LRS)),
+    # AdaGram with forgetting (forget = 0.9: the accumulated term discounted by 10% a step)
+    ("AdaGram forget 0.9 rank 1", "AdaGram", dict(rank=1, forget=0.9, lrs=GRAM_LRS)),
+    ("AdaGram forget 0.9 rank 2", "AdaGram", dict(rank=2, forget=0.9, lrs=GRAM_LRS)),
+    ("AdaGram forget 0.9 rank 3", "AdaGram", dict(rank=3, forget=0.9, lrs=GRAM_LRS)),
+    ("AdaGram forget 0.9 rank 4", "AdaGram", dict(rank=4, forget=0.9, lrs=GRAM_LRS)),
+    ("AdaGram forget 0.9 rank 5", "AdaGram", dict(rank=5, forget=0.9, lrs=GRAM_LRS)),
     # an eigendecomposition per step (about 0.1 s at 640 elements): a shorter grid
     ("FullMatrixAdagrad", "FullMatrixAdagrad", dict(lrs=(1.0, 3.0, 10.0, 30.0))),
 ]
