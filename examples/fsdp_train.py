@@ -151,6 +151,9 @@ def main():
             print(line((name, f"{r['losses'][-1]:.4f}", ",".join(map(str, r["state"])),
                         f"{sum(r['state']) / sum(runs['AdamW']['state']):.3f}", f"{r['ms']:.1f}",
                         f"{r['opt_ms']:.1f}", r["comm"]["collectives"], r["comm"]["bytes"])))
+    # Every rank leaves together: a rank that tears gloo down while rank 0 is still printing can
+    # make the other's gloo threads abort at exit ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 

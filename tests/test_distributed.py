@@ -175,6 +175,7 @@ def _rows_worker(rank, world, store, out):
         comm = opt.last_step_communication()
         assert (comm["collectives"] > 0 and comm["bytes"] > 0) == (world > 1), comm  # one rank: no collectives
         lines.append(f"ok {name} {kw}: max error {worst:.3g}")
+    dist.barrier()  # leave together (see examples/fsdp_train.py)
     dist.destroy_process_group()
     return lines
 
@@ -242,6 +243,7 @@ def _worker(rank, world, store, mode, out):
             opt.step()
         _compare(name, list(m.parameters()), opt, ref_params, ref_opt)
         lines.append(f"ok {name}")
+    dist.barrier()  # leave together (see examples/fsdp_train.py)
     dist.destroy_process_group()
     return lines
 
@@ -313,6 +315,7 @@ def _dcp_worker(rank, world, store, phase, ckpt, out):
             opt.step()
             check(m, opt)
         lines.append(f"ok {name}")
+    dist.barrier()  # leave together (see examples/fsdp_train.py)
     dist.destroy_process_group()
     return lines
 
