@@ -51,8 +51,14 @@ class COptimizer:
         self.check(self.lib.adx_state_save(self.handle, buf, size, ctypes.byref(written)))
         return buf.raw[: written.value]
 
-    def load(self, data):
-        self.check(self.lib.adx_state_load(self.handle, data, len(data)))
+    def load(self, data, keep_hyperparameters=False):
+        self.check(self.lib.adx_state_load_ex(self.handle, data, len(data), 1 if keep_hyperparameters else 0))
+
+    def spec(self):
+        buf = ctypes.create_string_buffer(4096)
+        need = ctypes.c_size_t()
+        self.check(self.lib.adx_spec(self.handle, buf, len(buf), ctypes.byref(need)))
+        return buf.value.decode()
 
     def __del__(self):
         self.lib.adx_destroy(self.handle)
@@ -69,6 +75,8 @@ def lib(cpp_build):
     lib.adx_state_size.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
     lib.adx_state_save.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
     lib.adx_state_load.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.adx_state_load_ex.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint]
+    lib.adx_spec.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
     lib.adx_destroy.argtypes = [ctypes.c_void_p]
     return lib
 
@@ -153,3 +161,92 @@ def test_corrupt_state_is_refused_by_python():
         opt.load_native_state(bytes(data))
     with pytest.raises(ValueError, match="truncated"):
         opt.load_native_state(bytes(data[:10]))
+
+
+LOAD_RULE_CASES = [  # (saved optimizer, loading optimizer with other hyperparameters), both NumPy
+    (lambda ps: anp.Adam(ps, lr=0.01, betas=(0.8, 0.95), weight_decay=0.1),
+     lambda ps: anp.Adam(ps, lr=0.5, betas=(0.9, 0.999))),
+    (lambda ps: anp.Adapprox(ps, lr=0.01, rank=2, max_rank=6, tol=0.05),
+     lambda ps: anp.Adapprox(ps, lr=0.1, rank=3, max_rank=None)),
+    (lambda ps: anp.Adafactor(ps, mode="paper", lr=None, beta1=0.9, eps=(None, 1e-3), d=2.0),
+     lambda ps: anp.Adafactor(ps, lr=0.05, weight_decay=0.1)),
+    (lambda ps: anp.Adafactor(ps, lr=0.05, eps=(1e-20, 2e-3)),
+     lambda ps: anp.Adafactor(ps, mode="paper", lr=0.02, relative_step=False, scale_parameter=False)),
+    (lambda ps: anp.SGD(ps, lr=0.1, momentum=0.9, nesterov=True), lambda ps: anp.SGD(ps, lr=0.3, momentum=0.5)),
+]
+
+
+def spec_of(opt):
+    """A NumPy optimizer's hyperparameters as the C++ API's canonical spec."""
+    from adapprox import _core
+    return _core.canonical_spec(f"{opt.algorithm}:" + ",".join(f"{k}={v!r}" for k, v in opt._hyper(opt.hyper).items()))
+
+
+@pytest.mark.parametrize("saver, loader", LOAD_RULE_CASES, ids=["adam", "adapprox", "adafactor-paper-to-torch",
+                                                                 "adafactor-torch-to-paper", "sgd"])
+@pytest.mark.parametrize("keep", [False, True], ids=["restore", "keep"])
+def test_c_and_python_agree_on_hyperparameters_after_a_load(lib, saver, loader, keep):
+    """One rule: loading restores the saved hyperparameters (keep_hyperparameters / the C flag
+    keeps the live ones), so the same bytes give the same optimizer in C and in Python, and they
+    continue on the same trajectory."""
+    rng = np.random.default_rng(1)
+    w0 = [rng.standard_normal((12, 8)).astype(np.float32), rng.standard_normal(8).astype(np.float32)]
+    grads = [[rng.standard_normal(w.shape).astype(np.float32) for w in w0] for _ in range(6)]
+    src = saver([w.copy() for w in w0])
+    for g in grads[:3]:
+        src.step(g)
+    data = src.save_native_state()
+
+    w_py, w_c = [x.copy() for x in w0], [x.copy() for x in w0]
+    py = loader(w_py)
+    live = spec_of(py)
+    c = COptimizer(lib, live)
+    assert c.spec() == live
+    if keep and saver is LOAD_RULE_CASES[2][0]:
+        # Kept hyperparameters must fit the state: torch mode keeps no first moment. Both refuse.
+        with pytest.raises(ValueError, match="exp_avg"):
+            py.load_native_state(data, keep_hyperparameters=True)
+        with pytest.raises(RuntimeError, match="status 7"):
+            c.load(data, keep_hyperparameters=True)
+        return
+    py.load_native_state(data, keep_hyperparameters=keep)
+    c.load(data, keep_hyperparameters=keep)
+    assert spec_of(py) == c.spec() == (live if keep else spec_of(src))
+    assert live != spec_of(src)
+    for g in grads[3:]:
+        py.step(g)
+        c.step(w_c, g)
+    for a, b in zip(w_py, w_c):
+        assert np.array_equal(a, b)
+
+
+def test_torch_front_restores_saved_hyperparameters_into_its_groups(lib):
+    torch = pytest.importorskip("torch")
+    import adapprox.torch as at
+    w = torch.nn.Parameter(torch.ones(6, 4))
+    src = at.Adam([w], lr=0.01, betas=(0.8, 0.95), amsgrad=True)
+    w.grad = torch.full_like(w, 0.5)
+    src.step()
+    data = src.save_native_state()
+    c = COptimizer(lib, "adam:lr=0.3")
+    c.load(data)
+    v = torch.nn.Parameter(torch.ones(6, 4))
+    dst = at.Adam([v], lr=0.3)
+    dst.load_native_state(data)
+    g = dst.param_groups[0]
+    assert g["lr"] == 0.01 and tuple(g["betas"]) == (0.8, 0.95) and g["amsgrad"] is True
+    from adapprox import _core
+    assert _core.canonical_spec(c.spec()) == _core.canonical_spec(
+        "adam:" + ",".join(f"{k}={x!r}" for k, x in dst._spec_hyper(g).items()))
+    kept = at.Adam([torch.nn.Parameter(torch.ones(6, 4))], lr=0.3)
+    kept.load_native_state(data, keep_hyperparameters=True)
+    assert kept.param_groups[0]["lr"] == 0.3 and kept.param_groups[0]["amsgrad"] is False
+    # Two groups that differ cannot take one saved set: refused, nothing changed.
+    a, b = torch.nn.Parameter(torch.ones(6, 4)), torch.nn.Parameter(torch.ones(3))
+    two = at.Adam([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
+    two_data = at.Adam([torch.nn.Parameter(torch.ones(6, 4)), torch.nn.Parameter(torch.ones(3))]).save_native_state()
+    with pytest.raises(ValueError, match="keep_hyperparameters=True"):
+        two.load_native_state(two_data)
+    assert [g["lr"] for g in two.param_groups] == [0.1, 0.5]
+    two.load_native_state(two_data, keep_hyperparameters=True)
+    assert [g["lr"] for g in two.param_groups] == [0.1, 0.5]

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "adapprox/tensor.hpp"
+#include "adapprox/tensor_ops.hpp"
 
 namespace adapprox::cuda {
 

@@ -52,6 +52,7 @@
 #include "isa_dispatch.hpp"
 #include "math/adafactor.hpp"
 #include "staged.hpp"
+#include "adapprox/interrupt_points.hpp"
 
 namespace adapprox {
 namespace {

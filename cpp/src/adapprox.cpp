@@ -18,6 +18,7 @@
 #include "row_kernels.hpp"
 #include "staged.hpp"
 #include "tile_products.hpp"
+#include "adapprox/interrupt_points.hpp"
 
 namespace adapprox {
 

@@ -15,6 +15,7 @@
 #include "adapprox_parts.hpp"
 #include "as_rsi_impl.hpp"
 #include "cuda_adapprox.hpp"
+#include "adapprox/interrupt_points.hpp"
 
 namespace adapprox::adapprox_parts {
 namespace {

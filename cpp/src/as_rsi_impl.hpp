@@ -15,6 +15,7 @@
 #include "adapprox/thread_pool.hpp"
 #include "adapprox/tuning.hpp"
 #include "tile_products.hpp"
+#include "adapprox/interrupt_points.hpp"
 
 namespace adapprox::detail {
 

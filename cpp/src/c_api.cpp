@@ -7,6 +7,8 @@
 #include <string>
 
 #include "adapprox/optimizer.hpp"
+#include "adapprox/tensor_ops.hpp"
+#include "adapprox/thread_pool.hpp"
 
 // adx_communicator behind the core's Communicator interface.
 class CCommunicator final : public adapprox::Communicator {
@@ -45,6 +47,11 @@ using adapprox::ErrorKind;
 
 thread_local std::string t_last_error;
 
+// A required pointer inside an argument (a tensor's data) is NULL: ADX_ERR_NULL.
+struct NullArgument : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 adx_status fail(adx_status code, const std::string& msg) {
   t_last_error = msg;
   return code;
@@ -71,6 +78,8 @@ adx_status guarded(Fn&& fn) {
     t_last_error.clear();
     fn();
     return ADX_OK;
+  } catch (const NullArgument& e) {
+    return fail(ADX_ERR_NULL, e.what());
   } catch (const Error& e) {
     return fail(status_of(e.kind()), e.what());
   } catch (const std::bad_alloc&) {
@@ -103,7 +112,7 @@ adapprox::TensorRef view_of(const adx_DLTensor& t, const std::string& who) {
   if (t.device.device_type == 2) r.device = adapprox::Device{adapprox::Device::cuda, t.device.device_id};
   check_size(r, who);  // before any arithmetic on the shape
   if (r.numel() > 0) {
-    if (!t.data) throw Error(ErrorKind::value, who + ": data is NULL");
+    if (!t.data) throw NullArgument(who + ": data is NULL");
     int64_t expect = 1;
     for (int i = t.ndim - 1; i >= 0; --i) {
       if (t.strides && r.shape[i] != 1 && t.strides[i] != expect)
@@ -126,8 +135,32 @@ adx_status copy_out(const std::string& s, char* buf, size_t capacity, size_t* ne
 extern "C" {
 
 const char* adx_version(void) { return ADAPPROX_VERSION_STRING; }  // pyproject.toml's, through CMake
-int adx_abi_version(void) { return 1; }
+int adx_abi_version(void) { return ADAPPROX_ABI_VERSION; }
 const char* adx_last_error(void) { return t_last_error.c_str(); }
+
+const char* adx_status_string(adx_status status) {
+  switch (status) {
+    case ADX_OK: return "ADX_OK";
+    case ADX_ERR_NULL: return "ADX_ERR_NULL";
+    case ADX_ERR_SPEC: return "ADX_ERR_SPEC";
+    case ADX_ERR_VALUE: return "ADX_ERR_VALUE";
+    case ADX_ERR_DTYPE: return "ADX_ERR_DTYPE";
+    case ADX_ERR_SHAPE: return "ADX_ERR_SHAPE";
+    case ADX_ERR_DEVICE: return "ADX_ERR_DEVICE";
+    case ADX_ERR_STATE: return "ADX_ERR_STATE";
+    case ADX_ERR_BUFFER_SIZE: return "ADX_ERR_BUFFER_SIZE";
+    case ADX_ERR_INTERNAL: return "ADX_ERR_INTERNAL";
+    case ADX_ERR_INTERRUPTED: return "ADX_ERR_INTERRUPTED";
+    case ADX_ERR_COMM: return "ADX_ERR_COMM";
+  }
+  return "unknown status";
+}
+
+adx_status adx_set_num_threads(int n) {
+  return guarded([&] { adapprox::set_num_threads(n); });  // Error(value) outside [1, kMaxThreads]
+}
+
+int adx_num_threads(void) { return adapprox::num_threads(); }
 
 adx_status adx_create(const char* spec, adx_optimizer** out) {
   if (!spec || !out) return fail(ADX_ERR_NULL, std::string(!spec ? "spec" : "out") + " is NULL");
@@ -215,8 +248,17 @@ adx_status adx_state_save(const adx_optimizer* opt, void* buf, size_t capacity, 
 }
 
 adx_status adx_state_load(adx_optimizer* opt, const void* buf, size_t size) {
+  return adx_state_load_ex(opt, buf, size, 0);
+}
+
+adx_status adx_state_load_ex(adx_optimizer* opt, const void* buf, size_t size, unsigned flags) {
   if (!opt || !buf) return fail(ADX_ERR_NULL, std::string(!opt ? "opt" : "buf") + " is NULL");
-  return guarded([&] { opt->impl->load(static_cast<const unsigned char*>(buf), size); });
+  if (flags & ~ADX_LOAD_KEEP_HYPERPARAMETERS)
+    return fail(ADX_ERR_VALUE, "flags: unknown bits " + std::to_string(flags & ~ADX_LOAD_KEEP_HYPERPARAMETERS) +
+                                   "; expected 0 or ADX_LOAD_KEEP_HYPERPARAMETERS");
+  const auto hyper = (flags & ADX_LOAD_KEEP_HYPERPARAMETERS) ? adapprox::Optimizer::LoadHyper::keep
+                                                             : adapprox::Optimizer::LoadHyper::saved;
+  return guarded([&] { opt->impl->load(static_cast<const unsigned char*>(buf), size, hyper); });
 }
 
 adx_status adx_memory_report(const adx_optimizer* opt, size_t* state_bytes, size_t* adamw_bytes) {

@@ -8,6 +8,7 @@
 #include "adapprox/thread_pool.hpp"
 #include "adapprox/tuning.hpp"
 #include "algorithms.hpp"
+#include "adapprox/tensor_ops.hpp"
 
 namespace adapprox {
 namespace {

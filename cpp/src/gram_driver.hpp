@@ -21,6 +21,8 @@
 #include "adapprox/registry.hpp"
 #include "adapprox/interrupt.hpp"
 #include "adapprox/thread_pool.hpp"
+#include "adapprox/tensor_ops.hpp"
+#include "adapprox/interrupt_points.hpp"
 
 namespace adapprox::gram {
 

@@ -1,6 +1,7 @@
 #include "adapprox/interrupt.hpp"
 
 #include "adapprox/tuning.hpp"
+#include "adapprox/interrupt_points.hpp"
 
 namespace adapprox {
 namespace {

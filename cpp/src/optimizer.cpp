@@ -9,6 +9,7 @@
 #include "adapprox/cuda.hpp"
 #include "adapprox/owned_buffer.hpp"
 #include "adapprox/registry.hpp"
+#include "adapprox/tensor_ops.hpp"
 
 namespace adapprox {
 
@@ -285,13 +286,15 @@ std::string names_of(const std::vector<BufferSpec>& schema) {
 
 }  // namespace
 
-void Optimizer::load(const unsigned char* data, size_t size) {
+void Optimizer::load(const unsigned char* data, size_t size, LoadHyper hyper) {
   std::lock_guard<std::mutex> hold(mu_);
   DecodedState d = decode_state(data, size, shapes_.empty() ? -1 : static_cast<int64_t>(shapes_.size()));
   if (d.name != name()) bad_state("state was saved by optimizer '" + d.name + "', this is '" + name() + "'");
   for (const auto& [k, v] : d.hyper)  // a spec can hold nothing else: spec() must stay parseable
     if (!std::isfinite(v)) bad_state("state holds a hyperparameter '" + k + "' that is not a finite number");
-  const Hyper h = complete_hyper(algo_, d.hyper);  // the saved hyperparameters travel with the state
+  // The saved hyperparameters travel with the state (as torch's load_state_dict restores
+  // param_groups), unless the caller keeps the live ones; the state must fit whichever applies.
+  const Hyper h = hyper == LoadHyper::keep ? h_ : complete_hyper(algo_, d.hyper);
   if (!shapes_.empty() && d.states.size() != shapes_.size())
     bad_state("saved state has " + std::to_string(d.states.size()) + " parameters, this optimizer has " +
               std::to_string(shapes_.size()));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "adapprox/tensor.hpp"
+#include "adapprox/tensor_ops.hpp"
 
 namespace adapprox {
 

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "adapprox/optimizer.hpp"
+#include "adapprox/tensor_ops.hpp"
 
 namespace adapprox {
 namespace {

@@ -12,6 +12,8 @@
 #include "adapprox/isa.hpp"
 #include "adapprox/registry.hpp"
 #include "adapprox/thread_pool.hpp"
+#include "adapprox/tensor_ops.hpp"
+#include "adapprox/interrupt_points.hpp"
 
 namespace adapprox {
 namespace {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "isa_dispatch.hpp"
+#include "adapprox/tensor_ops.hpp"
 
 namespace adapprox {
 

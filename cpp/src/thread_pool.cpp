@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "adapprox/interrupt_points.hpp"
 
 namespace adapprox {
 namespace {

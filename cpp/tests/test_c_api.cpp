@@ -46,7 +46,79 @@ std::vector<unsigned char> saved(adx_optimizer* o) {
 
 TEST(version_is_reported) {
   CHECK(std::string(adx_version()) == "0.1.0");
-  CHECK(adx_abi_version() == 1);
+  CHECK(std::string(adx_version()) == ADAPPROX_VERSION_STRING);
+  CHECK(ADAPPROX_VERSION == ADAPPROX_MAKE_VERSION(0, 1, 0));
+  CHECK(adx_abi_version() == 1 && adx_abi_version() == ADAPPROX_ABI_VERSION);
+}
+
+TEST(status_strings_name_every_code) {
+  CHECK(std::string(adx_status_string(ADX_OK)) == "ADX_OK");
+  CHECK(std::string(adx_status_string(ADX_ERR_NULL)) == "ADX_ERR_NULL");
+  CHECK(std::string(adx_status_string(ADX_ERR_BUFFER_SIZE)) == "ADX_ERR_BUFFER_SIZE");
+  CHECK(std::string(adx_status_string(ADX_ERR_COMM)) == "ADX_ERR_COMM");
+  CHECK(std::string(adx_status_string(static_cast<adx_status>(99))) == "unknown status");
+}
+
+TEST(thread_count_is_settable_and_results_do_not_depend_on_it) {
+  const int before = adx_num_threads();
+  CHECK(adx_set_num_threads(0) == ADX_ERR_VALUE && message_has("1 to 1024"));
+  CHECK(adx_set_num_threads(1025) == ADX_ERR_VALUE);
+  CHECK(adx_num_threads() == before);
+  std::vector<float> results[2];
+  for (int k = 0; k < 2; ++k) {
+    CHECK(adx_set_num_threads(k == 0 ? 1 : 3) == ADX_OK && adx_num_threads() == (k == 0 ? 1 : 3));
+    adx_optimizer* o = make("adapprox:lr=0.05,rank=2");
+    Tensor p({64, 48}, 0.5f), g({64, 48}, 0.0f);
+    for (size_t i = 0; i < g.f32.size(); ++i) g.f32[i] = float((i * 7919) % 101) / 101 - 0.5f;
+    for (int s = 0; s < 3; ++s) CHECK(adx_step(o, &p.t, &g.t, 1, -1) == ADX_OK);
+    results[k] = p.f32;
+    adx_destroy(o);
+  }
+  CHECK(results[0] == results[1]);
+  CHECK(adx_set_num_threads(before) == ADX_OK);
+}
+
+TEST(null_data_is_err_null) {
+  adx_optimizer* o = make("adam");
+  Tensor p({3}, 1), g({3}, 1);
+  p.t.data = nullptr;
+  CHECK(adx_step(o, &p.t, &g.t, 1, -1) == ADX_ERR_NULL && message_has("params[0]") && message_has("data"));
+  Tensor empty({0, 3}, 1), empty_g({0, 3}, 1);
+  empty.t.data = nullptr;  // an empty tensor needs no data
+  CHECK(adx_step(o, &empty.t, &empty_g.t, 1, -1) == ADX_OK);
+  adx_destroy(o);
+}
+
+// Loading restores the saved hyperparameters (torch's rule); ADX_LOAD_KEEP_HYPERPARAMETERS keeps
+// the live ones, and then the state must fit them.
+TEST(state_load_restores_hyperparameters_unless_asked_to_keep_them) {
+  adx_optimizer* a = make("adam:lr=0.01,beta2=0.99");
+  Tensor p({4, 3}, 1), g({4, 3}, 0.25f);
+  CHECK(adx_step(a, &p.t, &g.t, 1, -1) == ADX_OK);
+  const std::vector<unsigned char> st = saved(a);
+  char spec_a[512], spec_b[512];
+  size_t need = 0;
+  CHECK(adx_spec(a, spec_a, sizeof spec_a, &need) == ADX_OK);
+
+  adx_optimizer* b = make("adam:lr=0.5,beta2=0.9");
+  CHECK(adx_state_load(b, st.data(), st.size()) == ADX_OK);
+  CHECK(adx_spec(b, spec_b, sizeof spec_b, &need) == ADX_OK && std::string(spec_a) == spec_b);
+
+  adx_optimizer* c = make("adam:lr=0.5,beta2=0.9");
+  char spec_c[512], spec_c2[512];
+  CHECK(adx_spec(c, spec_c, sizeof spec_c, &need) == ADX_OK);
+  CHECK(adx_state_load_ex(c, st.data(), st.size(), ADX_LOAD_KEEP_HYPERPARAMETERS) == ADX_OK);
+  CHECK(adx_spec(c, spec_c2, sizeof spec_c2, &need) == ADX_OK && std::string(spec_c) == spec_c2);
+  CHECK(saved(c) != st);  // the state is a's, the hyperparameters c's own
+  CHECK(adx_state_load_ex(c, st.data(), st.size(), 6u) == ADX_ERR_VALUE && message_has("flags"));
+
+  // amsgrad needs a buffer that a's state lacks: keeping amsgrad=1 refuses the state, whole.
+  adx_optimizer* d = make("adam:amsgrad=1");
+  const std::vector<unsigned char> d_before = saved(d);
+  CHECK(adx_state_load_ex(d, st.data(), st.size(), ADX_LOAD_KEEP_HYPERPARAMETERS) == ADX_ERR_STATE);
+  CHECK(saved(d) == d_before);
+  CHECK(adx_state_load(d, st.data(), st.size()) == ADX_OK);  // restoring takes amsgrad=0 with it
+  for (adx_optimizer* o : {a, b, c, d}) adx_destroy(o);
 }
 
 TEST(null_pointers_are_refused) {

@@ -12,6 +12,7 @@
 
 #include "adapprox/registry.hpp"
 #include "check.hpp"
+#include "adapprox/tensor_ops.hpp"
 
 using namespace adapprox;
 

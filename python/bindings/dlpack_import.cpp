@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "adapprox/cuda.hpp"
+#include "adapprox/tensor_ops.hpp"
 
 namespace py = pybind11;
 

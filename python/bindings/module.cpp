@@ -10,6 +10,7 @@
 #include "adapprox/phase_times.hpp"
 #include "adapprox/thread_pool.hpp"
 #include "adapprox/tuning.hpp"
+#include "adapprox/version.h"
 #include "binders.hpp"
 #include "numpy_buffers.hpp"
 #include "dlpack_import.hpp"
@@ -74,7 +75,7 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
-  m.attr("__version__") = ADAPPROX_VERSION_STRING;  // pyproject.toml's, through CMake
+  m.attr("__version__") = ADAPPROX_VERSION_STRING;  // pyproject.toml's, through CMake (version.h)
   m.def("num_threads", &num_threads, "Threads the native core uses.");
   m.def(
       "set_num_threads",

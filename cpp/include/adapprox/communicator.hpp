@@ -14,9 +14,11 @@
 #pragma once
 #include <cstdint>
 
+#include "adapprox/export.h"
+
 namespace adapprox {
 
-class Communicator {
+class ADAPPROX_API Communicator {
  public:
   virtual ~Communicator() = default;
   virtual int rank() const = 0;  // 0 .. size() - 1

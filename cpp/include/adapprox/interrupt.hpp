@@ -15,14 +15,14 @@ namespace adapprox {
 // the step, at most once every tuning::kInterruptPollMs.
 using InterruptPoll = bool (*)(void* ctx);
 
-class Interrupted : public Error {
+class ADAPPROX_API Interrupted : public Error {
  public:
   Interrupted() : Error(ErrorKind::interrupted, "step interrupted; parameters already stepped keep their update, "
                                                 "the others are untouched") {}
 };
 
 // Installs `poll` for the steps started on this thread while the scope lives (scopes nest).
-class InterruptScope {
+class ADAPPROX_API InterruptScope {
  public:
   InterruptScope(InterruptPoll poll, void* ctx);
   ~InterruptScope();
@@ -39,16 +39,5 @@ class InterruptScope {
   std::atomic<bool> hit_{false};
   std::chrono::steady_clock::time_point next_poll_;
 };
-
-// Throws Interrupted when the step running on this thread (or the step whose parallel work this
-// worker runs) was asked to stop. Cheap: a thread-local read, a clock read on the owner thread.
-// Call it only where nothing of the current parameter has been written yet.
-void check_interrupt();
-
-namespace detail {
-// The scope of the step this thread works for; the thread pool hands it to its workers.
-InterruptScope* current_interrupt_scope();
-void set_current_interrupt_scope(InterruptScope* scope);
-}  // namespace detail
 
 }  // namespace adapprox

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "adapprox/communicator.hpp"
+#include "adapprox/export.h"
 #include "adapprox/interrupt.hpp"
 #include "adapprox/tensor.hpp"
 
@@ -23,8 +24,8 @@ struct Spec {
   std::string name;
   Hyper values;
 };
-Spec parse_spec(const std::string& text);
-std::string format_spec(const std::string& name, const Hyper& values);
+ADAPPROX_API Spec parse_spec(const std::string& text);
+ADAPPROX_API std::string format_spec(const std::string& name, const Hyper& values);
 
 // One parameter's optimizer state as the byte format stores it: every buffer of the registry's
 // schema but "step", which is `step`. `scalars` is empty since format version 2 (version 1 kept
@@ -44,7 +45,7 @@ struct StateRecord {
 // Versioned, little-endian, checksummed encoding of (name, hyperparameters, per-parameter
 // states; an absent state is a parameter never stepped). decode_state throws Error(state) on
 // truncated or corrupt input.
-std::vector<unsigned char> encode_state(const std::string& name, const Hyper& hyper,
+ADAPPROX_API std::vector<unsigned char> encode_state(const std::string& name, const Hyper& hyper,
                                         const std::vector<const StateRecord*>& states);
 struct DecodedState {
   std::string name;
@@ -52,7 +53,7 @@ struct DecodedState {
   std::vector<std::unique_ptr<StateRecord>> states;  // null entries: never stepped
 };
 // expected_params >= 0: refuse (before allocating) a state with another number of parameters.
-DecodedState decode_state(const unsigned char* data, size_t size, int64_t expected_params = -1);
+ADAPPROX_API DecodedState decode_state(const unsigned char* data, size_t size, int64_t expected_params = -1);
 
 struct MemoryReport {
   int64_t state_bytes = 0;
@@ -64,7 +65,7 @@ struct MemoryReport {
 // parameter's first step. Thread safety: every member function takes the optimizer's own lock,
 // so calls on one optimizer from several threads run one at a time; separate optimizers never
 // wait for each other.
-class Optimizer {
+class ADAPPROX_API Optimizer {
  public:
   // "name:key=value,..."; Error(spec) for a malformed spec, an unknown optimizer or key;
   // Error(value) for a value out of range.
@@ -96,9 +97,12 @@ class Optimizer {
   void set_communicator(Communicator* comm);
 
   std::vector<unsigned char> save() const;
-  // Replaces the state and the hyperparameters with saved ones of the same optimizer; checked
-  // completely before anything changes.
-  void load(const unsigned char* data, size_t size);
+  // Replaces the state with saved state of the same optimizer, checked completely before anything
+  // changes. LoadHyper::saved (the default, as torch's load_state_dict restores param_groups)
+  // also takes the saved hyperparameters; LoadHyper::keep keeps this optimizer's own, and the
+  // state must then fit them (Error(state) otherwise).
+  enum class LoadHyper { saved, keep };
+  void load(const unsigned char* data, size_t size, LoadHyper hyper = LoadHyper::saved);
 
   MemoryReport memory() const;
 

@@ -5,12 +5,14 @@
 #include <string>
 #include <vector>
 
+#include "adapprox/export.h"
+
 namespace adapprox {
 
 enum class DType { f32, f64, f16, bf16 };
 
-const char* dtype_name(DType t);
-int dtype_size(DType t);
+ADAPPROX_API const char* dtype_name(DType t);
+ADAPPROX_API int dtype_size(DType t);
 
 // Where a buffer lives: host memory, or the memory of CUDA device `index`.
 struct Device {
@@ -19,12 +21,12 @@ struct Device {
   bool operator==(const Device& o) const { return kind == o.kind && (kind == cpu || index == o.index); }
   bool operator!=(const Device& o) const { return !(*this == o); }
 };
-std::string device_str(const Device& d);  // "cpu", "cuda:0"
+ADAPPROX_API std::string device_str(const Device& d);  // "cpu", "cuda:0"
 
 // A tensor that the caller owns. `strides` are in elements; empty means C-contiguous. The core
 // steps dense layouts only (every element exactly once in a block of numel elements:
 // C-contiguous, channels_last, any permutation of dimensions).
-struct TensorRef {
+struct ADAPPROX_API TensorRef {
   void* data = nullptr;
   DType dtype = DType::f32;
   std::vector<int64_t> shape;
@@ -41,7 +43,7 @@ struct TensorRef {
 // comm: a collective failed or another rank refused the step (distributed steps).
 enum class ErrorKind { value, type, device, state, spec, shape, interrupted, comm };
 
-class Error : public std::runtime_error {
+class ADAPPROX_API Error : public std::runtime_error {
  public:
   Error(ErrorKind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
   ErrorKind kind() const { return kind_; }
@@ -50,31 +52,6 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
-std::string shape_str(const std::vector<int64_t>& shape);
-
-// Bytes from the lowest to one past the highest element of a dense tensor (0 when empty).
-int64_t extent_bytes(const TensorRef& t);
-
-// Everything about a tensor's size that arithmetic could get wrong, checked before use: extents
-// >= 0, strides (if any) one per dimension and >= 0, the element count, the byte extent and the
-// address range all representable (no int64 or pointer wrap-around). Throws Error(shape) naming
-// `who` and the shape.
-void check_size(const TensorRef& t, const std::string& who);
-// The same checks without throwing: what is wrong, or "" (no allocation when all is well).
-std::string size_problem(const TensorRef& t);
-
-// a * b and a + b for sizes >= 0; false when the result overflows int64.
-inline bool mul_size(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
-inline bool add_size(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_overflow(a, b, out); }
-
-// Copies between a tensor of any supported dtype and float32 (round to nearest even on the way back).
-// `src`/`dst` must be contiguous (staging.hpp handles other dense layouts).
-void to_float32(const TensorRef& src, float* dst);
-void from_float32(const float* src, TensorRef& dst);
-
-// Converting copies between a tensor in any dense layout and a C-ordered array of `dtype`
-// (f32 or f64): gather reads src in logical order, scatter writes dst (rounding to nearest even).
-void gather(const TensorRef& src, DType dtype, void* dst);
-void scatter(const void* src, DType dtype, const TensorRef& dst);
+ADAPPROX_API std::string shape_str(const std::vector<int64_t>& shape);
 
 }  // namespace adapprox

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .. import _core
+from .._load_rule import group_from_spec
 from .._lock import drop_lock, serialised
 
 _REAL = {np.dtype(np.complex64): np.float32, np.dtype(np.complex128): np.float64}
@@ -196,14 +197,18 @@ class NativeOptimizer:
         return _core.encode_state(self.algorithm, _core.check_hyper(self.algorithm, self._hyper(self.hyper)), states)
 
     @serialised
-    def load_native_state(self, data: bytes) -> None:
+    def load_native_state(self, data: bytes, *, keep_hyperparameters: bool = False) -> None:
         """Load state written by ``adx_state_save`` or :meth:`save_native_state`, parameter by
-        parameter in order; hyperparameters stay this optimizer's."""
-        name, _, states = _core.decode_state(data, len(self.params))
+        parameter in order. The saved hyperparameters replace this optimizer's (as
+        ``adx_state_load`` and torch's ``load_state_dict`` do) unless ``keep_hyperparameters``;
+        the state must fit whichever apply. Checked whole before anything changes."""
+        name, saved_hyper, states = _core.decode_state(data, len(self.params))
         if name != self.algorithm:
             raise ValueError(f"state was saved by '{name}', this optimizer is '{self.algorithm}'")
         if len(states) != len(self.params):
             raise ValueError(f"state holds {len(states)} parameters, this optimizer has {len(self.params)}")
+        hyper = self.hyper if keep_hyperparameters else group_from_spec(self.algorithm, self.hyper, saved_hyper,
+                                                                         self._hyper)
         new = {}
         for i, (p, st) in enumerate(zip(self.params, states)):
             if st is None:
@@ -215,14 +220,18 @@ class NativeOptimizer:
             entry = {}  # in schema order, as a stepped state
             pr = _real_view(p)
             shape_, dtype = _core.tensor_info(pr, f"params[{i}]")
-            for spec in _core.schema(self.algorithm, self._hyper(self.hyper), list(shape_), dtype):
+            for spec in _core.schema(self.algorithm, self._hyper(hyper), list(shape_), dtype):
                 if spec["name"] == "step":
                     entry["step"] = np.asarray(float(step), np.float64).reshape(())
                 elif spec["name"] in bufs:
                     entry[spec["name"]] = bufs[spec["name"]]
-            entry.update({k: v for k, v in bufs.items() if k not in entry})
+            extra = sorted(k for k in bufs if k not in entry)
+            if extra:  # state of other hyperparameters (a first moment this optimizer does not keep)
+                raise ValueError(f"params[{i}]: saved state holds {extra}, which {self.algorithm} with these "
+                                 f"hyperparameters does not keep")
             new[i] = entry
-        self._conform(new, self.hyper)
+        self._conform(new, hyper)
+        self.hyper = dict(hyper)
         self.state = new
 
     def memory_report(self):

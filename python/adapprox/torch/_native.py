@@ -12,6 +12,7 @@ import torch
 from torch.utils.dlpack import from_dlpack, to_dlpack
 
 from .. import _core
+from .._load_rule import group_from_spec
 from .._lock import drop_lock, serialised
 from . import _distributed
 
@@ -388,16 +389,28 @@ class NativeOptimizer(torch.optim.Optimizer):
         return _core.encode_state(self.algorithm, self._spec_hyper(self.param_groups[0]), states)
 
     @serialised
-    def load_native_state(self, data: bytes) -> None:
+    def load_native_state(self, data: bytes, *, keep_hyperparameters: bool = False) -> None:
         """Load state written by ``adx_state_save`` or :meth:`save_native_state`, parameter by
-        parameter in order. Hyperparameters stay those of this optimizer's groups; every state is
-        checked against its parameter before anything changes."""
+        parameter in order. The saved hyperparameters replace those of the groups (as
+        ``adx_state_load`` and ``load_state_dict`` do), unless ``keep_hyperparameters``. The
+        bytes hold one set: groups that differ among themselves are refused unless
+        ``keep_hyperparameters`` (``state_dict()`` keeps each group's). Every state is checked
+        against its parameter before anything changes."""
         params = [p for g in self.param_groups for p in g["params"]]
-        name, _, states = _core.decode_state(data, len(params))
+        name, saved_hyper, states = _core.decode_state(data, len(params))
         if name != self.algorithm:
             raise ValueError(f"state was saved by '{name}', this optimizer is '{self.algorithm}'")
         if len(states) != len(params):
             raise ValueError(f"state holds {len(states)} parameters, this optimizer has {len(params)}")
+        groups = None
+        if not keep_hyperparameters:
+            specs = [self._spec_hyper(g) for g in self.param_groups]
+            if any(s != specs[0] for s in specs[1:]):
+                raise ValueError(f"this optimizer's {len(specs)} parameter groups have different hyperparameters, "
+                                 "and native state holds one set; pass keep_hyperparameters=True to keep the groups' "
+                                 "own (or use state_dict()/load_state_dict(), which keep one set per group)")
+            groups = [group_from_spec(self.algorithm, {k: v for k, v in g.items() if k != "params"}, saved_hyper,
+                                      self._hyper) for g in self.param_groups]
         new = {}
         for i, (p, st) in enumerate(zip(params, states)):
             if st is None:
@@ -417,3 +430,6 @@ class NativeOptimizer(torch.optim.Optimizer):
             self.state.pop(p, None)
         for p, entry in new.items():
             self.state[p] = entry
+        if groups is not None:
+            for group, restored in zip(self.param_groups, groups):
+                group.update(restored)

@@ -12,6 +12,7 @@
 
 #include "adapprox/communicator.hpp"
 #include "adapprox/tensor.hpp"
+#include "adapprox/tensor_ops.hpp"
 
 namespace adapprox {
 
