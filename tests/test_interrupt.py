@@ -37,6 +37,17 @@ def _torch_opt(params, grads):
     return ps, at.Adapprox(ps, lr=1e-2, **HYPER)
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Ctrl-C as a fresh interpreter has it: Python's default handler, which raises
+    KeyboardInterrupt. Code run earlier in the same process (a launcher, a library) may have
+    replaced it (torch's elastic agent installs one that raises its own exception; SIG_IGN or
+    SIG_DFL make _thread.interrupt_main do nothing), which these tests are not about."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_after(delay):
     timer = threading.Timer(delay, _thread.interrupt_main)
     timer.start()
@@ -44,7 +55,11 @@ def _interrupt_after(delay):
 
 
 def _full_step_time_and_reference():
+    """A full first step's time, measured warm (a cold first step in the process, which starts the
+    thread pool and faults in memory, can take several times as long, and an interrupt timed
+    from it would come after the step had ended), and its result as the reference."""
     params, grads = _problem()
+    _torch_opt(params, grads)[1].step()  # warm-up
     ps, opt = _torch_opt(params, grads)
     t0 = time.perf_counter()
     opt.step()
@@ -99,6 +114,7 @@ def test_ctrl_c_stops_a_numpy_step_and_keeps_whole_parameters():
     params = [p.numpy() for p in params]
     grads = [g.numpy() for g in grads]
     ref_p = [p.copy() for p in params]
+    anp.Adapprox([p.copy() for p in params], lr=1e-2, **HYPER).step(grads)  # warm-up (as above)
     ref = anp.Adapprox(ref_p, lr=1e-2, **HYPER)
     t0 = time.perf_counter()
     ref.step(grads)

@@ -33,6 +33,16 @@ def _cuda_stream(array):
     return None
 
 
+def _refuse_immutable(params):
+    """JAX arrays are immutable, but JAX exports their buffers through DLPack without a read-only
+    flag: stepping one in place would change it, and every alias of it, behind JAX's back."""
+    for i, p in enumerate(params):
+        if type(p).__module__.split(".")[0] in ("jax", "jaxlib"):
+            raise TypeError(f"params[{i}] is a JAX array ({type(p).__name__}); JAX arrays are immutable and this "
+                            "front updates parameters in place. Use adapprox.jax (optax-style transforms), or pass "
+                            "NumPy/CuPy arrays")
+
+
 class NativeOptimizer:
     """Subclasses set ``algorithm`` and ``_hyper(hyper)`` (the registry's keys)."""
 
@@ -40,6 +50,7 @@ class NativeOptimizer:
 
     def __init__(self, params, hyper: dict):
         self.params = list(params)
+        _refuse_immutable(self.params)
         self._check(hyper)
         self.hyper = dict(hyper)
         self.state = {}
