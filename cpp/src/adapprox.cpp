@@ -178,8 +178,10 @@ class EmaOperator final : public detail::Operator<float> {
       for (int64_t t0 = r0; t0 < r1; t0 += tile) {
         const int64_t len = std::min(tile, r1 - t0);
         const int64_t off = t0 * n_;
-        const float* d = den_all_.data() + off;  // kept from the first product
-        if (den_all_.empty()) {
+        const float* d;
+        if (!den_all_.empty()) {
+          d = den_all_.data() + off;  // kept from the first product
+        } else {
           square_tile(t0, len, sq);
           den.resize(len, n_);
           den_tile(t0, len, sq, den.data());
@@ -383,7 +385,7 @@ class Adapprox final : public Algorithm {
         {"seed", 0, 0, 18446744073709549568.0, false, false, true, "key of the Gaussian sketches"},
         {"maximize", 0, 0, 1, false, false, true, "maximize the objective"},
         {"warm_start", 1, 0, 1, false, false, true,
-         "start AS-RSI from the previous Q plus fresh columns (0: the paper's fresh sketch)"},
+         "start AS-RSI from the previous U plus fresh columns (0: the paper's fresh sketch)"},
     };
     return params;
   }

@@ -23,7 +23,7 @@ struct AdapproxHyper {
   RsiOptions rsi;               // rank, min_rank, max_rank, tol, oversample, power_iters, seed
   bool cosine_guidance = false;
   bool maximize = false;
-  bool warm_start = true;       // AS-RSI starts from the previous Q (CPU; run_as_rsi)
+  bool warm_start = true;       // AS-RSI starts from the previous U (CPU; run_as_rsi)
 };
 
 inline AdapproxHyper native(const Hyper& h) {

@@ -59,13 +59,14 @@ void householder_orthonormalise(Mat<T>& y) {
   y.swap(q);
 }
 
-// out (a.rows() x b.cols(), row-major) = a b: the tile kernels for float, Eigen for double.
+// out = a b for `rows` rows of a (row-major, b.rows() columns, contiguous) and out (rows x
+// b.cols(), row-major): the tile kernels for float, Eigen for double.
 template <class T>
-void times_into(const Mat<T>& a, const Mat<T>& b, T* out) {
+void times_into(const T* a, int64_t rows, const Mat<T>& b, T* out) {
   if constexpr (std::is_same_v<T, float>) {
-    kernels::tile_times(a.data(), a.cols(), a.rows(), a.cols(), b.data(), b.cols(), b.cols(), out, b.cols());
+    kernels::tile_times(a, b.rows(), rows, b.rows(), b.data(), b.cols(), b.cols(), out, b.cols());
   } else {
-    Eigen::Map<Mat<T>>(out, a.rows(), b.cols()).noalias() = a * b;
+    Eigen::Map<Mat<T>>(out, rows, b.cols()).noalias() = MapC<T>(a, rows, b.rows()) * b;
   }
 }
 
@@ -74,8 +75,7 @@ template <class T>
 Mat<T> tall_times(const Mat<T>& a, const Mat<T>& b) {
   Mat<T> out(a.rows(), b.cols());
   parallel_chunks(a.rows(), tuning::kGramMinRows, [&](int, int64_t r0, int64_t r1) {
-    const Mat<T> rows = a.middleRows(r0, r1 - r0);
-    times_into(rows, b, out.data() + r0 * b.cols());
+    times_into(a.data() + r0 * a.cols(), r1 - r0, b, out.data() + r0 * b.cols());
   });
   return out;
 }
@@ -115,8 +115,8 @@ double cholesky_qr_pass(Mat<T>& y, Communicator* comm = nullptr) {
   if (!(d.minCoeff() > 1e-5 * d.maxCoeff())) return -1;  // (nearly) rank-deficient: not for Cholesky
   const Mat<T> rinv = llt.matrixU().solve(Eigen::MatrixXd::Identity(w, w)).template cast<T>();
   parallel_chunks(m, grain, [&](int, int64_t r0, int64_t r1) {
-    const Mat<T> yb = y.middleRows(r0, r1 - r0);
-    times_into(yb, rinv, y.data() + r0 * w);
+    const Mat<T> yb = y.middleRows(r0, r1 - r0);  // a copy: the product overwrites these rows
+    times_into(yb.data(), r1 - r0, rinv, y.data() + r0 * w);
   });
   return (gram - Eigen::MatrixXd::Identity(w, w)).cwiseAbs().maxCoeff();
 }

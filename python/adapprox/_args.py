@@ -106,8 +106,8 @@ ARGS: dict[str, dict[str, str]] = {
         "seed": "key of the Gaussian sketches (with the step count and the parameter's position): the "
                 "same seed gives bit-identical runs at any thread count.",
         "maximize": "maximize the objective (the gradient is negated).",
-        "warm_start": "start each refresh from the previous step's Q plus `oversample` fresh Gaussian "
-                      "columns, and skip the subspace iterations when that basis already meets tol (the "
+        "warm_start": "start each refresh from the previous step's factor U (its k columns) beside "
+                      "fresh Gaussian columns (at least one), and skip the subspace iterations when that basis already meets tol (the "
                       "rank rule and error stay exact for the basis used); False: the paper's fresh sketch "
                       "every step. CUDA steps always use the fresh sketch.",
     },
