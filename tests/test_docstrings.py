@@ -11,6 +11,12 @@ import adapprox.numpy as an
 import adapprox.torch as at
 
 CLASSES = [(f"{mod.__name__}.{name}", getattr(mod, name)) for mod in (at, an) for name in mod.__all__]
+try:  # adapprox.jax's factories (with the jax extra)
+    import adapprox.jax as aj
+    CLASSES += [(f"adapprox.jax.{name}", getattr(aj, name)) for name in aj.__all__
+                if inspect.isfunction(getattr(aj, name)) and name not in ("memory_report", "rank_capacity")]
+except ImportError:
+    pass
 
 
 def _args_section(doc: str) -> dict[str, str]:
