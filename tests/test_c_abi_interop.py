@@ -238,9 +238,14 @@ def test_torch_front_restores_saved_hyperparameters_into_its_groups(lib):
     from adapprox import _core
     assert _core.canonical_spec(c.spec()) == _core.canonical_spec(
         "adam:" + ",".join(f"{k}={x!r}" for k, x in dst._spec_hyper(g).items()))
-    kept = at.Adam([torch.nn.Parameter(torch.ones(6, 4))], lr=0.3)
+    kept = at.Adam([torch.nn.Parameter(torch.ones(6, 4))], lr=0.3, amsgrad=True)
     kept.load_native_state(data, keep_hyperparameters=True)
-    assert kept.param_groups[0]["lr"] == 0.3 and kept.param_groups[0]["amsgrad"] is False
+    assert kept.param_groups[0]["lr"] == 0.3 and kept.param_groups[0]["amsgrad"] is True
+    # Kept hyperparameters must fit the state: without AMSGrad's maximum it is refused, unchanged.
+    plain = at.Adam([torch.nn.Parameter(torch.ones(6, 4))], lr=0.3)
+    with pytest.raises(ValueError, match="max_exp_avg_sq"):
+        plain.load_native_state(data, keep_hyperparameters=True)
+    assert not plain.state and plain.param_groups[0]["amsgrad"] is False
     # Two groups that differ cannot take one saved set: refused, nothing changed.
     a, b = torch.nn.Parameter(torch.ones(6, 4)), torch.nn.Parameter(torch.ones(3))
     two = at.Adam([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)

@@ -131,7 +131,7 @@ def check_sdk_tree(root: Path, include: Path, lib: Path):
     assert (lib / "libadapprox.a").is_file() and shared_lib(lib).is_file()
     cmake_dir = lib / "cmake" / "adapprox"
     assert (cmake_dir / "adapproxConfig.cmake").is_file() and (cmake_dir / "adapproxConfigVersion.cmake").is_file()
-    assert (lib / "pkgconfig" / "adapprox.pc").is_file()
+    assert (lib / "pkgconfig" / "adapprox.pc").is_file() and (lib / "pkgconfig" / "adapprox-static.pc").is_file()
     files = [p.relative_to(root).as_posix() for p in root.rglob("*")]
     assert not any("adapprox_core" in f or "Eigen" in f or "internal" in f for f in files), files
     # The exported targets need no Eigen and no static core; Threads only for the static library.
@@ -197,13 +197,20 @@ def pkg_config_exe():
     return exe
 
 
-def build_with_pkg_config(pc_dir: Path, tmp: Path):
+def build_with_pkg_config(pc_dir: Path, tmp: Path, package: str = "adapprox"):
+    """Builds and runs the C consumer with `pkg-config --cflags --libs package` alone (plus an
+    rpath for the shared library); adapprox-static links the archive (no libadapprox.so needed)."""
     env = dict(os.environ, PKG_CONFIG_PATH=str(pc_dir))
-    flags = run(pkg_config_exe(), "--cflags", "--libs", "adapprox", env=env).stdout.split()
-    libdir = next(f[2:] for f in flags if f.startswith("-L"))
+    flags = run(pkg_config_exe(), "--cflags", "--libs", package, env=env).stdout.split()
+    libdir = run(pkg_config_exe(), "--variable=libdir", package, env=env).stdout.strip()
     (tmp / "main.c").write_text(MAIN_C)
-    run(shutil.which("cc") or "gcc", "-std=c99", tmp / "main.c", "-o", tmp / "app_pc", *flags, f"-Wl,-rpath,{libdir}")
-    assert run(tmp / "app_pc").stdout.startswith("c ok 0.1.0 1")
+    exe = tmp / f"app_{package}"
+    run(shutil.which("cc") or "gcc", "-std=c99", tmp / "main.c", "-o", exe, *flags, f"-Wl,-rpath,{libdir}")
+    assert run(exe).stdout.startswith("c ok 0.1.0 1")
+    static = package.endswith("-static")
+    assert ("libadapprox.so" in needed_libs(exe)) != static, needed_libs(exe)
+    if static:
+        assert "-DADAPPROX_STATIC" in flags
 
 
 @pytest.fixture(scope="module")
@@ -244,8 +251,9 @@ def test_find_package_refuses_an_incompatible_version(prefix, tmp_path, wanted):
     assert done.returncode != 0 and "adapprox" in done.stderr
 
 
-def test_pkg_config_consumer(prefix, tmp_path):
-    build_with_pkg_config(lib_dir(prefix) / "pkgconfig", tmp_path)
+@pytest.mark.parametrize("package", ["adapprox", "adapprox-static"])
+def test_pkg_config_consumer(prefix, tmp_path, package):
+    build_with_pkg_config(lib_dir(prefix) / "pkgconfig", tmp_path, package)
 
 
 def test_add_subdirectory_consumer_builds_a_static_library(tmp_path):

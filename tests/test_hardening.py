@@ -274,6 +274,14 @@ def test_malformed_thread_count_is_refused(value):
     assert "REFUSED" in out and "ADAPPROX_NUM_THREADS" in out, out
 
 
+def test_an_explicit_thread_count_overrides_a_malformed_variable():
+    # The variable's error is for steps that would use it; set_num_threads (adx_set_num_threads in C)
+    # decides the count itself.
+    out = _child("import adapprox; adapprox.set_num_threads(2)\n" + CHILD_STEP +
+                 "\nprint('THREADS', adapprox.num_threads())", {"ADAPPROX_NUM_THREADS": "4abc"})
+    assert "STEPPED" in out and "THREADS 2" in out, out
+
+
 def test_well_formed_thread_count_is_used():
     out = _child(CHILD_STEP + "\nimport adapprox; print('THREADS', adapprox.num_threads())",
                  {"ADAPPROX_NUM_THREADS": "3"})

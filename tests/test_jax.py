@@ -167,6 +167,15 @@ def test_donated_buffers_are_stepped_in_place():
     tx = aj.adam(learning_rate=1e-2)
     state = tx.init(params)
     step = jax.jit(tx.step, donate_argnums=(0, 2))
+    # The custom call declares every result an alias of its operand (2 parameters + 3 state
+    # buffers each: step, exp_avg, exp_avg_sq), so XLA writes it in place, with no copy.
+    compiled = step.lower(params, grads, state).compile().as_text()
+    call = next(line for line in compiled.splitlines() if 'custom_call_target="adapprox_step"' in line)
+    aliasing = call.split("output_to_operand_aliasing={", 1)[1].split("}, api_version", 1)[0]
+    assert aliasing.count(": (") == 2 * 4, call
+    # No array is copied: only the int32 step count, which the call and count + 1 both read.
+    copies = [line for line in compiled.splitlines() if " copy(" in line or "copy-start(" in line]
+    assert all(" = s32[] copy(" in line for line in copies), copies
     params, state = step(params, grads, state)  # compile
     before = [a.unsafe_buffer_pointer() for a in jax.tree_util.tree_leaves((params, state.buffers))]
     params, state = step(params, grads, state)
@@ -198,6 +207,12 @@ def test_bad_input_is_refused_with_a_clear_error():
     state = tx.init(params)
     with pytest.raises(ValueError, match="needs params"):
         tx.update(params, state)
+    # A state initialised for a smaller rank capacity than the step may choose: refused up front.
+    small = aj.adapprox(max_rank=1)
+    big = aj.adapprox(max_rank=3)
+    wide = {"w": jnp.ones((12, 8))}
+    with pytest.raises(Exception, match=r"params\[0\]: state 'factor_q' holds 1 columns, but the step may choose up to 3"):
+        jax.block_until_ready(jax.jit(big.step)(wide, wide, small.init(wide)))
     bad = {"w": jnp.ones((4, 3), jnp.bfloat16)}  # a gradient of another dtype than its parameter
     with pytest.raises(Exception, match=r"adapprox: .*grads\[0\]|adapprox: .*dtype"):
         jax.block_until_ready(jax.jit(tx.step)(params, bad, state))

@@ -69,8 +69,9 @@ def test_find_package_against_the_wheel(installed, tmp_path, target):
                   static=target.endswith("_static"))
 
 
-def test_pkg_config_against_the_wheel(installed, tmp_path):
-    build_with_pkg_config(sdk_dir(installed, "--pkgconfig-dir"), tmp_path)
+@pytest.mark.parametrize("package", ["adapprox", "adapprox-static"])
+def test_pkg_config_against_the_wheel(installed, tmp_path, package):
+    build_with_pkg_config(sdk_dir(installed, "--pkgconfig-dir"), tmp_path, package)
 
 
 def test_python_m_adapprox_needs_a_flag(installed):

@@ -155,6 +155,7 @@ std::string g_pool_error;  // why the pool could not be started (guarded by g_po
 std::mutex g_pool_mu;  // one parallel_for at a time owns the pool
 std::unique_ptr<Pool> g_pool;
 std::atomic<int> g_threads{0};  // read without the lock: workers ask for it while the pool is held
+std::atomic<bool> g_threads_set{false};  // set_num_threads was called: ADAPPROX_NUM_THREADS no longer matters
 
 }  // namespace
 
@@ -174,12 +175,13 @@ void set_num_threads(int n) {
                                       ", got " + std::to_string(n));
   std::lock_guard<std::mutex> lk(g_pool_mu);
   g_threads = n;
+  g_threads_set = true;
   g_pool.reset();  // rebuilt at the next parallel call with the new size
   g_pool_error.clear();
 }
 
 void prepare_threads() {
-  if (!env_threads().error.empty()) throw Error(ErrorKind::value, env_threads().error);
+  if (!g_threads_set && !env_threads().error.empty()) throw Error(ErrorKind::value, env_threads().error);
   const int threads = num_threads();
   if (threads == 1) return;
   std::lock_guard<std::mutex> lk(g_pool_mu);

@@ -28,7 +28,8 @@ def group_from_spec(algorithm: str, group: dict, saved: dict, to_spec) -> dict:
     """A copy of ``group`` holding the saved hyperparameters ``saved`` (spec keys); ``to_spec``
     is the front's group -> spec mapping. ValueError if no group gives exactly ``saved``."""
     g = dict(group)
-    for key, value in saved.items():
+    want = _core.check_hyper(algorithm, saved)  # keys the bytes lack (older files) take their defaults
+    for key, value in want.items():
         if key in ("beta1", "beta2") and "betas" in g and key not in g:
             betas = list(g["betas"])
             i = 0 if key == "beta1" else 1
@@ -36,6 +37,7 @@ def group_from_spec(algorithm: str, group: dict, saved: dict, to_spec) -> dict:
             g["betas"] = tuple(betas)
         elif key in g:
             g[key] = _like(g[key], value)
+    saved = want
     if algorithm == "adapprox" and saved.get("max_rank") == 0:
         g["max_rank"] = None  # 0 in a spec is "no cap"
     if algorithm == "adafactor":  # mode and eps are spelled differently in a group
@@ -46,7 +48,6 @@ def group_from_spec(algorithm: str, group: dict, saved: dict, to_spec) -> dict:
             eps1 = None
         g["eps"] = (eps1, saved.get("eps2"))
         g["beta1"] = saved["beta1"] if paper and saved.get("beta1") else None
-    want = _core.check_hyper(algorithm, saved)
     got = _core.check_hyper(algorithm, to_spec(g))
     if got != want:
         differ = sorted(k for k in want if got.get(k) != want[k])

@@ -12,10 +12,12 @@
 // operand is not read).
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "adapprox/as_rsi.hpp"
 #include "adapprox/owned_buffer.hpp"
 #include "adapprox/registry.hpp"
 #include "binders.hpp"
@@ -59,6 +61,27 @@ bool dtype_of(int32_t xla, DType* out) {
 }
 
 std::vector<int64_t> dims_of(const ffi::Buffer* b) { return std::vector<int64_t>(b->dims, b->dims + b->rank); }
+
+// A result must be its operand's twin (same dtype and dims) before anything is copied into it.
+void check_twin(const ffi::Buffer* in, const ffi::Buffer* out, const std::string& who) {
+  if (in->dtype != out->dtype || in->rank != out->rank || !std::equal(in->dims, in->dims + in->rank, out->dims))
+    throw Error(ErrorKind::shape, who + ": its result must have the operand's dtype and shape");
+}
+
+// The most columns the step may give a factor of a parameter of `shape` (Adapprox: its rank
+// bounds for the (shape[0], rest) view); -1 where the algorithm sets no bound here.
+int64_t column_bound(const std::string& algorithm, const Hyper& h, const std::vector<int64_t>& shape) {
+  if (algorithm != "adapprox" || shape.size() < 2) return -1;
+  int64_t n = 1;
+  for (size_t i = 1; i < shape.size(); ++i) n *= shape[i];
+  RsiOptions opt;
+  opt.rank = static_cast<int>(h.at("rank"));
+  opt.min_rank = static_cast<int>(h.at("min_rank"));
+  opt.max_rank = static_cast<int>(h.at("max_rank"));
+  int lo = 0, hi = 0;
+  resolve_rank_bounds(opt, shape[0], n, lo, hi);
+  return hi;
+}
 
 int64_t bytes_of(const ffi::Buffer* b, int elem) {
   int64_t n = elem;
@@ -149,6 +172,7 @@ ffi::Error* step_call(ffi::CallFrame* frame) {
       DType pt, gt;
       if (!dtype_of(p_in->dtype, &pt) || !dtype_of(g->dtype, &gt))
         throw Error(ErrorKind::type, who + ": parameters and gradients must be float32, float64, float16 or bfloat16");
+      check_twin(p_in, p, who);
       s.param = TensorRef{p->data, pt, dims_of(p), {}};
       s.grad = TensorRef{g->data, gt, dims_of(g), {}};
       s.index = slot;
@@ -164,6 +188,7 @@ ffi::Error* step_call(ffi::CallFrame* frame) {
         DType bt;
         if (!dtype_of(in->dtype, &bt) || bt != spec.dtype)
           throw Error(ErrorKind::type, who + ": state '" + spec.name + "' must be " + dtype_name(spec.dtype));
+        check_twin(in, out, who + " state '" + spec.name + "'");
         if (out->data != in->data) std::memcpy(out->data, in->data, bytes_of(in, element_bytes(in->dtype)));
         if (!spec.resized) {
           s.state.push_back(TensorRef{out->data, bt, dims_of(out), {}});
@@ -175,11 +200,18 @@ ffi::Error* step_call(ffi::CallFrame* frame) {
         ffi::Buffer* k_out = buffer_ret(r + 1);
         if (k_in->dtype != ffi::kS32 || k_in->rank != 0)
           throw Error(ErrorKind::type, who + ": the column count of '" + spec.name + "' must be an int32 scalar");
+        check_twin(k_in, k_out, who + " column count of '" + spec.name + "'");
         *static_cast<int32_t*>(k_out->data) = *static_cast<const int32_t*>(k_in->data);
         const int64_t k = *static_cast<int32_t*>(k_out->data);
         if (out->rank != 2 || spec.shape.size() != 2 || out->dims[0] != spec.shape[0] || k < 0 || k > out->dims[1])
           throw Error(ErrorKind::shape, who + ": state '" + spec.name + "' must be (" + std::to_string(spec.shape[0]) +
                                            ", capacity) with its column count in [0, capacity]");
+        // Checked before the step: a factor that could outgrow its capacity is refused now.
+        const int64_t bound = column_bound(name, h, s.param.shape);
+        if (bound > out->dims[1])
+          throw Error(ErrorKind::shape, who + ": state '" + spec.name + "' holds " + std::to_string(out->dims[1]) +
+                                           " columns, but the step may choose up to " + std::to_string(bound) +
+                                           " (init the state with the same max_rank and min_rank)");
         ResizedView v{b, out, static_cast<int32_t*>(k_out->data), nullptr};
         if (k > 0) {  // the first k columns, contiguous
           v.copy = std::make_unique<OwnedBuffer>(bt, std::vector<int64_t>{out->dims[0], k});
@@ -245,6 +277,8 @@ ffi::Error* step_call(ffi::CallFrame* frame) {
     return make_error(frame, ffi::kInvalidArgument, std::string("adapprox: ") + e.what());
   } catch (const std::exception& e) {
     return make_error(frame, ffi::kInternal, std::string("adapprox: ") + e.what());
+  } catch (...) {
+    return make_error(frame, ffi::kInternal, "adapprox: an unexpected failure in the step");
   }
 }
 

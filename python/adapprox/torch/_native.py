@@ -411,6 +411,9 @@ class NativeOptimizer(torch.optim.Optimizer):
                                  "own (or use state_dict()/load_state_dict(), which keep one set per group)")
             groups = [group_from_spec(self.algorithm, {k: v for k, v in g.items() if k != "params"}, saved_hyper,
                                       self._hyper) for g in self.param_groups]
+        # The hyperparameters each parameter will step with: its group's, restored or kept.
+        hypers = [self._spec_hyper(g) for g in (groups if groups is not None else self.param_groups)]
+        owner = [gi for gi, g in enumerate(self.param_groups) for _ in g["params"]]
         new = {}
         for i, (p, st) in enumerate(zip(params, states)):
             if st is None:
@@ -419,6 +422,14 @@ class NativeOptimizer(torch.optim.Optimizer):
             if tuple(shape) != tuple(p.shape):
                 raise ValueError(f"params[{i}]: saved state of shape {tuple(shape)} does not fit a parameter of "
                                  f"shape {tuple(p.shape)}")
+            hyper = hypers[owner[i]]
+            schema = self._plan(self._plans(hyper), hyper, torch.view_as_real(p) if p.is_complex() else p)[0]
+            wanted = {s["name"] for s in schema if s["name"] != "step"}
+            required = {s["name"] for s in schema if s["name"] != "step" and not s["resized"]}
+            extra, missing = sorted(set(bufs) - wanted), sorted(required - set(bufs))
+            if extra or missing:  # state of other hyperparameters (AMSGrad's maximum, a first moment)
+                raise ValueError(f"params[{i}]: saved state holds {sorted(bufs)}, but {self.algorithm} with these "
+                                 f"hyperparameters keeps {sorted(wanted)}")
             entry = {"step": torch.tensor(float(step), dtype=_scalar_dtype())}
             for k, a in bufs.items():
                 t = torch.from_numpy(a.copy())
