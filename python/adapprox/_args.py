@@ -141,6 +141,31 @@ TORCH_FLAGS = {
     "differentiable": "must be False: the native step is not tracked by autograd (True raises ValueError).",
 }
 
+# adapprox.jax spells arguments as the C ABI's spec keys: learning_rate for lr, beta1 and beta2 for
+# betas, flags as 0/1, and Adafactor's eps pair and mode as below.
+JAX_ARGS = {
+    "learning_rate": "the step size: a number, or an optax schedule (a function of the step count).",
+    "beta1": "decay of the first moment (the first of betas).",
+    "beta2": "decay of the second moment (the second of betas).",
+}
+JAX_OWN = {
+    "adafactor": {
+        "mode": "0 for torch.optim.Adafactor step for step, 1 for the paper's algorithm (Algorithms 4/5).",
+        "eps1": "regularises the squared gradients; None: the mode's default (torch mode the dtype's machine "
+                "epsilon, paper mode 1e-30).",
+        "eps1_auto": "1 to take eps1 as the parameter dtype's machine epsilon (torch's eps=(None, .)); None: "
+                     "the default for the eps1 given.",
+        "eps2": "floors RMS(p) in the step size.",
+        "beta1": "paper mode only: first-moment decay of the scaled update (0: no first moment is kept).",
+    },
+    "adapprox": {
+        "beta1": "first-moment decay (0 keeps no first moment, saving a parameter-sized buffer).",
+        "beta2": "decay of the low-rank second moment.",
+        "max_rank": "the rank never exceeds this; 0 means max(1, min(m, n) // 4). In JAX it is the factors' "
+                    "fixed capacity: factor_q and factor_u always have this many columns.",
+    },
+}
+
 TORCH_PARAMS = ("iterable of tensors or dicts (parameter groups), as torch.optim takes: CPU "
                 "float32, float64, bf16 or fp16 tensors in any dense layout (complex for the "
                 "elementwise optimizers), updated in place.")
@@ -156,14 +181,18 @@ def _section(entries: list[tuple[str, str]]) -> str:
 
 
 def documented(key: str, front: str):
-    """Class decorator: append the Args section for optimizer ``key`` ("adam", ...) in ``front``
-    ("torch" or "numpy"), in the order of the class's ``__init__`` arguments."""
+    """Decorator: append the Args section for optimizer ``key`` ("adam", ...) in ``front``
+    ("torch", "numpy", or "jax" for adapprox.jax's factory functions), in the order of the
+    class's ``__init__`` (or the function's) arguments."""
     def wrap(cls):
         own = ARGS[key]
-        names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        jax = {**JAX_ARGS, **JAX_OWN.get(key, {})} if front == "jax" else {}
+        names = [p for p in inspect.signature(cls.__init__ if inspect.isclass(cls) else cls).parameters if p != "self"]
         entries = []
         for name in names:
-            if name == "params":
+            if name in jax:
+                entries.append((name, jax[name]))
+            elif name == "params":
                 entries.append((name, TORCH_PARAMS if front == "torch" else NUMPY_PARAMS))
             elif name in own:
                 entries.append((name, own[name]))

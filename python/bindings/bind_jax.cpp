@@ -162,6 +162,7 @@ ffi::Error* step_call(ffi::CallFrame* frame) {
     Group group;
     group.hyper = h;
     std::vector<ResizedView> resized;
+    std::vector<std::vector<size_t>> slot_views;  // per slot, its resized views (indices into `resized`)
     int64_t a = 2, r = 0;
     for (size_t slot = 0; a < args.size; ++slot) {
       const std::string who = "params[" + std::to_string(slot) + "]";
@@ -181,6 +182,7 @@ ffi::Error* step_call(ffi::CallFrame* frame) {
       a += 2;
       r += 1;
       const std::vector<BufferSpec> schema = state_schema(algo, h, s.param.shape, pt);
+      slot_views.emplace_back();
       for (size_t b = 0; b < schema.size(); ++b) {
         const BufferSpec& spec = schema[b];
         ffi::Buffer* in = buffer_arg(a);
@@ -224,6 +226,7 @@ ffi::Error* step_call(ffi::CallFrame* frame) {
         } else {
           s.state.push_back(absent_buffer());
         }
+        slot_views.back().push_back(resized.size());
         resized.push_back(std::move(v));
         a += 2;
         r += 2;
@@ -238,14 +241,9 @@ ffi::Error* step_call(ffi::CallFrame* frame) {
     step_groups(algo, groups, alloc, nullptr);
 
     // Write the factors back at capacity: replaced ones (new k), then those stepped in place.
-    size_t next = 0;
-    std::vector<std::vector<ResizedView*>> per_slot(groups[0].slots.size());
-    for (size_t slot = 0; slot < groups[0].slots.size(); ++slot) {
-      const std::vector<BufferSpec> schema =
-          state_schema(algo, h, groups[0].slots[slot].param.shape, groups[0].slots[slot].param.dtype);
-      for (const BufferSpec& spec : schema)
-        if (spec.resized) per_slot[slot].push_back(&resized[next++]);
-    }
+    std::vector<std::vector<ResizedView*>> per_slot(slot_views.size());
+    for (size_t slot = 0; slot < slot_views.size(); ++slot)
+      for (size_t i : slot_views[slot]) per_slot[slot].push_back(&resized[i]);
     auto put_back = [](ResizedView& v, const TensorRef& t) {
       const int64_t rows = v.capacity->dims[0], cap = v.capacity->dims[1];
       const int64_t k = t.shape.size() == 2 ? t.shape[1] : 0;
