@@ -138,6 +138,7 @@ double machine_eps(DType t) {
     case DType::f32: return FLT_EPSILON;
     case DType::f16: return 0.0009765625;  // 2^-10
     case DType::bf16: return 0.0078125;    // 2^-7
+    case DType::u8: break;                  // (never a parameter)
   }
   return FLT_EPSILON;
 }

@@ -39,6 +39,8 @@ class Adagrad final : public KernelAlgorithm<AdagradKernel> {
         hp_real("initial_accumulator_value", 0.0, "starting value of sum"),
         hp_real("eps", 1e-10, "added to the denominator"),
         hp_flag("maximize", false, "maximize the objective"),
+        state_precision_param(),
+        stochastic_rounding_param(),
     };
     return hp;
   }

@@ -67,6 +67,8 @@ std::vector<HyperParam> adam_hyper(double weight_decay, bool decoupled_option) {
                                                              : "decoupled weight decay"),
       hp_flag("amsgrad", false, "keep the running maximum of the second moment"),
       hp_flag("maximize", false, "maximize the objective"),
+      state_precision_param(),
+      stochastic_rounding_param(),
   };
   if (decoupled_option) hp.push_back(hp_flag("decoupled_weight_decay", false, "AdamW-style weight decay"));
   return hp;

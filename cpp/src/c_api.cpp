@@ -103,8 +103,10 @@ adapprox::TensorRef view_of(const adx_DLTensor& t, const std::string& who) {
   else if (t.dtype.lanes == 1 && t.dtype.code == 2 && t.dtype.bits == 64) dt = DType::f64;
   else if (t.dtype.lanes == 1 && t.dtype.code == 2 && t.dtype.bits == 16) dt = DType::f16;
   else if (t.dtype.lanes == 1 && t.dtype.code == 4 && t.dtype.bits == 16) dt = DType::bf16;
+  else if (t.dtype.lanes == 1 && t.dtype.code == 1 && t.dtype.bits == 8) dt = DType::u8;  // 8-bit moment codes
   else throw Error(ErrorKind::type, who + ": unsupported dtype (code " + std::to_string(t.dtype.code) + ", bits " +
-                                        std::to_string(t.dtype.bits) + "); expected float32/float64/float16/bfloat16");
+                                        std::to_string(t.dtype.bits) + "); expected float32/float64/float16/bfloat16 "
+                                        "(uint8 for 8-bit state)");
   adapprox::TensorRef r;
   r.dtype = dt;
   r.shape.assign(t.shape, t.shape + t.ndim);

@@ -46,6 +46,46 @@ void run_converted(const ElementwiseAlgorithm& algo, const Hyper& h, const Eleme
   }
 }
 
+// Elements [b, e) of a slot with low-precision moments or a stochastically rounded bf16
+// parameter, one block of kQuantBlock at a time (b is a multiple of it): each block of the
+// parameter, gradient and moments is widened to float32 on the stack, stepped, and rounded back.
+constexpr size_t kMaxMoments = 4;
+void run_blocked(const ElementwiseAlgorithm& algo, const Hyper& h, const ElementwiseState& st, const Slot& s,
+                 const std::vector<Moment>& moments, bool param_sr, int64_t b, int64_t e) {
+  const int64_t es = dtype_size(s.param.dtype);
+  const bool direct = s.param.dtype == DType::f32;
+  const uint64_t param_key = rounding_key(s.index, s.t, kParamRoundingBuffer);
+  float p_tmp[kQuantBlock], g_tmp[kQuantBlock], m_tmp[kMaxMoments][kQuantBlock];
+  float* bufs[kMaxMoments];
+  for (int64_t lo = b; lo < e; lo += kQuantBlock) {
+    const int64_t n = std::min(kQuantBlock, e - lo);
+    float *p = p_tmp, *g = g_tmp;
+    TensorRef pc{static_cast<char*>(s.param.data) + lo * es, s.param.dtype, {n}, {}};
+    if (direct) {
+      p = static_cast<float*>(s.param.data) + lo;
+      g = static_cast<float*>(s.grad.data) + lo;
+    } else {
+      to_float32(pc, p);
+      to_float32(TensorRef{static_cast<char*>(s.grad.data) + lo * es, s.grad.dtype, {n}, {}}, g);
+    }
+    for (size_t k = 0; k < moments.size(); ++k) {
+      if (moments[k].prec == StatePrecision::f32) {
+        bufs[k] = static_cast<float*>(moments[k].data) + lo;
+      } else {
+        load_block(moments[k], lo, n, m_tmp[k]);
+        bufs[k] = m_tmp[k];
+      }
+    }
+    algo.run(h, st, n, p, g, bufs);
+    if (!direct) {
+      if (param_sr && s.param.dtype == DType::bf16) store_bf16_stochastic(p, pc.data, n, param_key, lo);
+      else from_float32(p, pc);
+    }
+    for (size_t k = 0; k < moments.size(); ++k)
+      if (moments[k].prec != StatePrecision::f32) store_block(moments[k], lo, n, m_tmp[k]);
+  }
+}
+
 // Elements [b, e) of slot s.
 template <class T>
 void run_range(const ElementwiseAlgorithm& algo, const Hyper& h, const ElementwiseState& st, const Bound<T>& at,
@@ -64,9 +104,28 @@ void run_all(const ElementwiseAlgorithm& algo, const Hyper& h, std::vector<Slot>
   std::vector<Bound<float>> f32(slots.size());
   std::vector<Bound<double>> f64(slots.size());
   std::vector<int64_t> offset(slots.size() + 1, 0);
+  // Low-precision moments, or stochastic rounding of bf16 parameters: the blocked path.
+  const StatePrecision prec = state_precision(h);
+  const bool param_sr = stochastic_rounding(h);
+  const std::vector<std::string> names = algo.buffer_names(h);
+  std::vector<std::vector<Moment>> moments(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) {
     Slot& s = slots[i];
     offset[i + 1] = offset[i] + s.param.numel();
+    if (prec != StatePrecision::f32 || (param_sr && s.param.dtype == DType::bf16)) {
+      size_t at = first_buffer;
+      for (size_t k = 0; k < names.size(); ++k) {
+        Moment m = moment_of(s, at, algo.moment_kind(names[k]), k);
+        const std::string fill = algo.fill_from(names[k]);
+        if (m.prec == StatePrecision::q8 && s.fresh && !fill.empty()) {
+          m.start_fill = true;  // 8-bit codes cannot be pre-filled by the front
+          m.fill = static_cast<float>(h.at(fill));
+        }
+        moments[i].push_back(m);
+        at += moment_buffers(prec);
+      }
+      continue;
+    }
     if (s.param.dtype == DType::f64) {
       f64[i] = {static_cast<double*>(s.param.data), static_cast<const double*>(s.grad.data), {}};
       for (size_t k = first_buffer; k < s.state.size(); ++k) f64[i].bufs.push_back(static_cast<double*>(s.state[k].data));
@@ -83,11 +142,14 @@ void run_all(const ElementwiseAlgorithm& algo, const Hyper& h, std::vector<Slot>
       // Cuts inside a tensor are moved down to a multiple of 16 elements (64 bytes in float32),
       // so that vector loads in the kernels start on cache lines; both neighbours move the same cut.
       const int64_t numel = offset[i + 1] - offset[i];
-      const int64_t lo = b <= offset[i] ? 0 : (b - offset[i]) & ~int64_t(15);
-      const int64_t hi = e >= offset[i + 1] ? numel : (e - offset[i]) & ~int64_t(15);
+      // (Cuts fall on multiples of kQuantBlock, so that 8-bit blocks are never shared.)
+      const int64_t lo = b <= offset[i] ? 0 : (b - offset[i]) & ~(kQuantBlock - 1);
+      const int64_t hi = e >= offset[i + 1] ? numel : (e - offset[i]) & ~(kQuantBlock - 1);
       if (lo >= hi) continue;
       const Slot& s = slots[i];
-      if (s.param.dtype == DType::f64) run_range(algo, h, states[i], f64[i], lo, hi);
+      if (!moments[i].empty() || (param_sr && s.param.dtype == DType::bf16))
+        run_blocked(algo, h, states[i], s, moments[i], param_sr, lo, hi);
+      else if (s.param.dtype == DType::f64) run_range(algo, h, states[i], f64[i], lo, hi);
       else if (f32[i].p) run_range(algo, h, states[i], f32[i], lo, hi);
       else run_converted(algo, h, states[i], s, f32[i].bufs, lo, hi);
     }
@@ -117,11 +179,22 @@ std::vector<BufferSpec> ElementwiseAlgorithm::schema(const Hyper& h, const std::
     b.fill = init;
     out.push_back(b);
   }
+  const StatePrecision prec = state_precision(h);
   for (const auto& name : buffer_names(h)) {
-    out.push_back(algorithms::like_param(name, algorithms::math_dtype(dtype), shape));
-    out.back().fill_from = fill_from(name);
+    add_moment(out, name, moment_kind(name), algorithms::math_dtype(dtype), shape, prec);
+    if (prec != StatePrecision::q8) out.back().fill_from = fill_from(name);  // 8-bit: the first step fills
   }
   return out;
+}
+
+MomentKind ElementwiseAlgorithm::moment_kind(const std::string& buffer) const {
+  for (const char* n : {"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum"})
+    if (buffer == n) return MomentKind::nonnegative;
+  return MomentKind::signed_value;
+}
+
+void ElementwiseAlgorithm::check_state(const Hyper& h, const Slot& s, const std::string& who) const {
+  check_precision_supported(h, s, who);
 }
 
 template <class Pass>

@@ -59,6 +59,8 @@ class Nadam final : public KernelAlgorithm<NadamKernel> {
         hp_real("momentum_decay", 4e-3, "psi in mu_t = beta1 (1 - 0.5 * 0.96^(t psi))"),
         hp_flag("decoupled_weight_decay", false, "AdamW-style weight decay"),
         hp_flag("maximize", false, "maximize the objective"),
+        state_precision_param(),
+        stochastic_rounding_param(),
     };
     return hp;
   }

@@ -1,6 +1,7 @@
 // Optimizer: the C++ API (and, below the C ABI, adx_optimizer) over the registry. The handle owns
 // each parameter's state buffers in the registry's schema and runs the shared step driver.
 #include "adapprox/optimizer.hpp"
+#include "adapprox/quantized_state.hpp"
 
 #include <cmath>
 #include <cstring>
@@ -307,8 +308,11 @@ void Optimizer::load(const unsigned char* data, size_t size, LoadHyper hyper) {
       shapes[i] = shapes_[i];
       bytes[i] = param_bytes_[i];
     }
-    const StateRecord* r = d.states[i].get();
-    if (!r) continue;
+    if (!d.states[i]) continue;
+    // Moments saved at another precision are converted to this optimizer's (state_precision).
+    StateRecord conformed = *d.states[i];
+    conform_moments(state_schema(algo_, h, conformed.shape, DType::f32), conformed);
+    const StateRecord* r = &conformed;
     if (i < shapes_.size() && r->shape != shapes_[i])
       bad_state(who + ": shape " + shape_str(r->shape) + " does not fit the parameter's " + shape_str(shapes_[i]));
     shapes[i] = r->shape;

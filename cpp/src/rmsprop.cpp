@@ -56,6 +56,8 @@ class Rmsprop final : public KernelAlgorithm<RmspropKernel> {
         hp_real("momentum", 0.0, "momentum factor"),
         hp_flag("centered", false, "normalize by the variance estimate"),
         hp_flag("maximize", false, "maximize the objective"),
+        state_precision_param(),
+        stochastic_rounding_param(),
     };
     return hp;
   }

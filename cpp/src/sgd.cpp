@@ -47,6 +47,8 @@ class Sgd final : public KernelAlgorithm<SgdKernel> {
         hp_real("weight_decay", 0.0, "L2 penalty"),
         hp_flag("nesterov", false, "Nesterov momentum"),
         hp_flag("maximize", false, "maximize the objective"),
+        state_precision_param(),
+        stochastic_rounding_param(),
     };
     return hp;
   }

@@ -38,6 +38,8 @@ class SignSgd final : public KernelAlgorithm<SignSgdKernel> {
         hp_unit("momentum", 0.0, "EMA factor of the gradient whose sign is taken"),
         hp_real("weight_decay", 0.0, "decoupled weight decay"),
         hp_flag("maximize", false, "maximize the objective"),
+        state_precision_param(),
+        stochastic_rounding_param(),
     };
     return hp;
   }

@@ -215,7 +215,7 @@ DecodedState decode_state(const unsigned char* data, size_t size, int64_t expect
       if (rec->buffers.count(k)) Reader::bad("buffer '" + k + "' appears twice");
       StateRecord::Buffer b;
       const uint8_t code = r.num<uint8_t>();
-      if (code > dtype_code(DType::bf16)) Reader::bad("unknown dtype code");
+      if (code > dtype_code(DType::u8)) Reader::bad("unknown dtype code");
       b.dtype = static_cast<DType>(code);
       int64_t count = 0;
       b.shape = r.shape(&count);

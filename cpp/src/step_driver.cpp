@@ -39,6 +39,8 @@ void check_param_and_grad(const Slot& s, const std::string& who) {
   if (p.device != g.device)
     fail(ErrorKind::device, who, "the gradient is on " + device_str(g.device) + ", the parameter on " +
                                      device_str(p.device) + "; they must be on the same device");
+  if (p.dtype == DType::u8)
+    fail(ErrorKind::type, who, "parameter dtype uint8; expected float32, float64, float16 or bfloat16");
   if (p.dtype != g.dtype)
     fail(ErrorKind::type, who,
          std::string("gradient dtype ") + dtype_name(g.dtype) + " does not match parameter dtype " + dtype_name(p.dtype));

@@ -17,6 +17,7 @@ const char* dtype_name(DType t) {
     case DType::f64: return "float64";
     case DType::f16: return "float16";
     case DType::bf16: return "bfloat16";
+    case DType::u8: return "uint8";
   }
   return "?";
 }
@@ -27,6 +28,7 @@ int dtype_size(DType t) {
     case DType::f64: return 8;
     case DType::f16: return 2;
     case DType::bf16: return 2;
+    case DType::u8: return 1;
   }
   return 0;
 }
@@ -184,6 +186,7 @@ void to_float32(const TensorRef& src, float* dst) {
     case DType::f64: widen<double>(src.data, dst, n); break;
     case DType::f16: widen<Eigen::half>(src.data, dst, n); break;
     case DType::bf16: widen_bf16(src.data, dst, n); break;
+    case DType::u8: throw Error(ErrorKind::type, "uint8 is not a floating dtype");
   }
 }
 
@@ -194,6 +197,7 @@ void from_float32(const float* src, TensorRef& dst) {
     case DType::f64: narrow<double>(src, dst.data, n); break;
     case DType::f16: narrow<Eigen::half>(src, dst.data, n); break;
     case DType::bf16: narrow_bf16(src, dst.data, n); break;
+    case DType::u8: throw Error(ErrorKind::type, "uint8 is not a floating dtype");
   }
 }
 
@@ -205,6 +209,7 @@ double read_elem(const char* p, DType t) {
     case DType::f64: { double v; std::memcpy(&v, p, 8); return v; }
     case DType::f16: { Eigen::half v; std::memcpy(&v, p, 2); return static_cast<float>(v); }
     case DType::bf16: { uint32_t bits = uint32_t(*reinterpret_cast<const uint16_t*>(p)) << 16; float v; std::memcpy(&v, &bits, 4); return v; }
+    case DType::u8: return *reinterpret_cast<const uint8_t*>(p);
   }
   return 0;
 }
@@ -217,6 +222,7 @@ void write_elem(char* p, DType t, double v) {
     case DType::f64: std::memcpy(p, &v, 8); break;
     case DType::f16: { const Eigen::half h(static_cast<float>(v)); std::memcpy(p, &h, 2); break; }
     case DType::bf16: { const float f = static_cast<float>(v); TensorRef one{p, DType::bf16, {1}, {}}; from_float32(&f, one); break; }
+    case DType::u8: throw Error(ErrorKind::type, "uint8 is not a floating dtype");
   }
 }
 

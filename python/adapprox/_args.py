@@ -173,6 +173,19 @@ NUMPY_PARAMS = ("list of NumPy arrays (float32 or float64; complex64/complex128 
                 "optimizers), updated in place by step(grads).")
 
 
+# Every optimizer that keeps dense moments (and writes parameters) takes these two.
+PRECISION_ARGS = {
+    "state_precision": "'fp32' (default), 'bf16' or '8bit': how dense moments are stored. 'bf16' keeps them in "
+                       "bfloat16; '8bit' as one byte per element with a float32 absmax per block of 256 (signed "
+                       "moments as a 4-exponent/3-mantissa code, second moments as the square root in a "
+                       "4/4 code). Both round stochastically (reproducibly: keyed by parameter, step and element); "
+                       "each block is decoded, updated and encoded in one pass. CPU only; float32/bf16/fp16 "
+                       "parameters ('8bit' needs C-contiguous ones).",
+    "stochastic_rounding": "write bf16 parameters with stochastic rounding (unbiased; keyed like the state's) "
+                           "instead of rounding to nearest, for pure-bf16 training without float32 master weights.",
+}
+
+
 def _section(entries: list[tuple[str, str]]) -> str:
     lines = ["", "    Args:"]
     for name, text in entries:
@@ -198,6 +211,8 @@ def documented(key: str, front: str):
                 entries.append((name, own[name]))
             elif name in TORCH_FLAGS:
                 entries.append((name, TORCH_FLAGS[name]))
+            elif name in PRECISION_ARGS:
+                entries.append((name, PRECISION_ARGS[name]))
             else:
                 raise AssertionError(f"{cls.__qualname__}: no Args text for {name!r}")
         cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _section(entries)

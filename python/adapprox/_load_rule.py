@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import _core
 from ._adafactor_state import PAPER_EPS1
+from ._precision import NAMES as PRECISION_NAMES
 
 
 def _like(old, value: float):
@@ -35,6 +36,10 @@ def group_from_spec(algorithm: str, group: dict, saved: dict, to_spec) -> dict:
             i = 0 if key == "beta1" else 1
             betas[i] = _like(betas[i], value)
             g["betas"] = tuple(betas)
+        elif key == "state_precision":
+            g[key] = PRECISION_NAMES[int(value)]
+        elif key == "stochastic_rounding":
+            g[key] = bool(value)
         elif key in g:
             g[key] = _like(g[key], value)
     saved = want

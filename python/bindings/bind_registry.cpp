@@ -29,7 +29,7 @@ Hyper hyper_from(const py::dict& d) {
 }
 
 DType dtype_from(const std::string& name) {
-  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16})
+  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16})  // parameter dtypes
     if (name == dtype_name(t)) return t;
   throw py::type_error("unsupported dtype '" + name + "'; expected float32, float64, float16 or bfloat16");
 }
@@ -52,7 +52,7 @@ py::capsule export_buffer(std::unique_ptr<OwnedBuffer> buf) {
                                                   : dlpack::Device{dlpack::kDLCPU, 0};
   t.ndim = static_cast<int32_t>(e->shape.size());
   const DType d = e->buf->dtype;
-  t.dtype = {static_cast<uint8_t>(d == DType::bf16 ? dlpack::kDLBfloat : dlpack::kDLFloat),
+  t.dtype = {static_cast<uint8_t>(d == DType::bf16 ? dlpack::kDLBfloat : d == DType::u8 ? dlpack::kDLUInt : dlpack::kDLFloat),
              static_cast<uint8_t>(8 * dtype_size(d)), 1};
   t.shape = e->shape.data();
   t.strides = nullptr;
@@ -218,6 +218,9 @@ py::list schema_py(const std::string& name, const py::dict& hyper, const std::ve
     d["follows_rows"] = b.follows_rows;
     d["resized"] = b.resized;
     d["fill"] = b.fill;
+    d["moment"] = b.moment == MomentKind::none ? py::object(py::none())
+                  : py::str(b.moment == MomentKind::nonnegative ? "nonnegative" : "signed");
+    d["absmax_of"] = b.absmax_of.empty() ? py::object(py::none()) : py::str(b.absmax_of);
     out.append(d);
   }
   return out;
@@ -266,7 +269,8 @@ void bind_registry(py::module_& m) {
     return complete_hyper(find_algorithm(name), hyper_from(hyper));
   }, py::arg("name"), py::arg("hyper"), "`hyper` completed with defaults and checked; ValueError naming a bad one.");
   m.def("schema", &schema_py, py::arg("name"), py::arg("hyper"), py::arg("shape"), py::arg("dtype"),
-        "The state buffers of a parameter: name, dtype, shape, like_param, follows_rows, resized, fill.");
+        "The state buffers of a parameter: name, dtype, shape, like_param, follows_rows, resized, fill, moment "
+        "(None, 'signed' or 'nonnegative'), absmax_of (an 8-bit moment's absmax: the moment's name).");
   m.def("step", &step_py, py::arg("name"), py::arg("groups"), py::arg("stream") = py::none());
   m.def("cuda_built", &cuda::built, "Whether this build has the CUDA backend.");
   m.def("adapprox_cuda_profile", [](bool on) {

@@ -30,6 +30,7 @@ bool to_dtype(const dlpack::DataType& t, DType* out) {
   if (t.code == dlpack::kDLFloat && t.bits == 64) return *out = DType::f64, true;
   if (t.code == dlpack::kDLFloat && t.bits == 16) return *out = DType::f16, true;
   if (t.code == dlpack::kDLBfloat && t.bits == 16) return *out = DType::bf16, true;
+  if (t.code == dlpack::kDLUInt && t.bits == 8) return *out = DType::u8, true;  // 8-bit moment codes
   return false;
 }
 

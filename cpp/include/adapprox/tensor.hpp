@@ -9,7 +9,7 @@
 
 namespace adapprox {
 
-enum class DType { f32, f64, f16, bf16 };
+enum class DType { f32, f64, f16, bf16, u8 };  // u8: 8-bit moment codes (state only)
 
 ADAPPROX_API const char* dtype_name(DType t);
 ADAPPROX_API int dtype_size(DType t);

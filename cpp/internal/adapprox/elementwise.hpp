@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "adapprox/quantized_state.hpp"
 #include "adapprox/registry.hpp"
 
 namespace adapprox {
@@ -30,6 +31,8 @@ class ElementwiseAlgorithm : public Algorithm {
   virtual bool counts_steps() const { return true; }
   // The hyperparameter whose value a buffer starts from ("" for zero).
   virtual std::string fill_from(const std::string& buffer) const { return ""; }
+  // What a buffer holds: second moments (and Adagrad's sum) are nonnegative, the rest signed.
+  virtual MomentKind moment_kind(const std::string& buffer) const;
   // Per-parameter scalar bookkeeping before the elementwise pass. `dtypes` gives each scalar's
   // storage dtype (its value is rounded to it, as torch's scalar tensors are).
   virtual void begin_step(ElementwiseState& st, const Hyper& h, const std::map<std::string, DType>& dtypes) const {}
@@ -41,6 +44,7 @@ class ElementwiseAlgorithm : public Algorithm {
 
   std::vector<BufferSpec> schema(const Hyper& h, const std::vector<int64_t>& shape, DType dtype) const final;
   bool supports_complex() const final { return true; }
+  void check_state(const Hyper& h, const Slot& s, const std::string& who) const final;
   void step(const Hyper& h, std::vector<Slot>& slots, Allocator& alloc) const final;
   void step_cuda(const Hyper& h, std::vector<Slot>& slots, Allocator& alloc, void* stream) const final;
 

@@ -29,6 +29,9 @@ struct HyperParam {
   std::string doc;     // one line, for the README table and errors
 };
 
+// A dense moment's sign, which its low-precision code depends on (quantized_state.hpp).
+enum class MomentKind { none, signed_value, nonnegative };
+
 // One state buffer of one parameter, resolved for its shape and dtype.
 struct BufferSpec {
   std::string name;             // torch's name wherever torch has the optimizer
@@ -41,6 +44,8 @@ struct BufferSpec {
   std::string fill_from;        // or the hyperparameter that gives it (Adagrad's sum)
   bool follows_rows = false;    // split over ranks with the parameter's rows (like_param ones
                                 // always are): a row-sharded parameter's buffer holds its rows
+  MomentKind moment = MomentKind::none;  // a dense moment (any precision): what it holds
+  std::string absmax_of;        // an 8-bit moment's block absmax: the moment's name
 };
 
 // The step counter, where an optimizer keeps one (all but SGD, as in torch), is the first buffer

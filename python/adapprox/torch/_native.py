@@ -14,10 +14,36 @@ from torch.utils.dlpack import from_dlpack, to_dlpack
 from .. import _core
 from .._load_rule import group_from_spec
 from .._lock import drop_lock, serialised
+from .._precision import needs_conversion, with_precision
 from . import _distributed
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16,
+           "uint8": torch.uint8}
 _NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+def _memory_order(t):
+    """A dense tensor with its dimensions permuted into memory order (contiguous: a flat view
+    of it walks the bytes in order)."""
+    return t.permute(sorted(range(t.dim()), key=lambda d: -t.stride(d))) if t.dim() > 1 else t
+
+
+def _to_numpy(t, memory_order=False):
+    """A CPU NumPy copy of a state tensor in C order, or in its memory order (bf16 as its uint16
+    bits)."""
+    t = _local(t).detach()
+    t = (_memory_order(t) if memory_order else t).cpu()
+    if t.dtype == torch.bfloat16:
+        return t.contiguous().view(torch.int16).numpy().view("uint16").copy()
+    return t.contiguous().numpy().copy()
+
+
+def _from_numpy(a):
+    """A tensor from a state array (uint16 arrays are bf16 bits)."""
+    import numpy as np
+    if a.dtype == np.uint16:
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(a.copy())
 
 
 def _dtensor_type():
@@ -66,6 +92,47 @@ class NativeOptimizer(torch.optim.Optimizer):
 
     def _hyper(self, group) -> dict:
         raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        hyper = cls.__dict__.get("_hyper")
+        if hyper is not None and not getattr(hyper, "_with_precision", False):
+            cls._hyper = with_precision(hyper)  # state_precision / stochastic_rounding, where kept
+
+    def _conform_precision(self, hyper, p, st, schema):
+        """Dense moments held at another precision than `hyper` asks for (state loaded from an
+        optimizer with another state_precision) converted in place of `st`: float32 is encoded
+        to 8-bit codes or bf16, 8-bit codes and bf16 decoded. No-op when they already fit."""
+        if not needs_conversion(schema, st, lambda t: _NAMES.get(t.dtype) if torch.is_tensor(t) else None):
+            return False
+        if p.is_complex():
+            raise ValueError(f"{type(self).__name__}: state_precision other than 'fp32' is not offered for complex "
+                             "parameters")
+        names = {s["name"]: s for s in schema}
+        bufs = {}
+        for s in schema:
+            if s["moment"] and torch.is_tensor(st.get(s["name"])):
+                bufs[s["name"]] = _to_numpy(st[s["name"]], memory_order=True).reshape(-1)
+                a = st.get(s["name"] + "_absmax")
+                if torch.is_tensor(a):
+                    bufs[s["name"] + "_absmax"] = _to_numpy(a.float()).reshape(-1)
+        step = int(st["step"].item()) if torch.is_tensor(st.get("step")) else 0
+        out = _core.conform_state(self.algorithm, hyper, [p.numel()], _NAMES[p.dtype], bufs, step)
+        for k in bufs:
+            if k not in out or k not in names:
+                st.pop(k, None)  # the absmax of codes that were decoded
+        for k, a in out.items():
+            spec = names.get(k)
+            if spec is None:
+                continue
+            src = _from_numpy(a).reshape(-1)
+            if spec["like_param"]:
+                t = torch.empty_like(p, dtype=src.dtype, memory_format=torch.preserve_format)
+                _memory_order(t).reshape(-1).copy_(src)
+            else:
+                t = src.reshape(spec["shape"]).to(p.device)
+            st[k] = t
+        return True
 
     def _check_groups(self):
         for group in self.param_groups:
@@ -193,9 +260,17 @@ class NativeOptimizer(torch.optim.Optimizer):
                 schema, names, specs = self._plan(plans, hyper, p if by_rows else p_real)  # the whole shape
                 st = state.get(p)
                 is_new = not st
+                converted = False
+                if not is_new:  # moments of another state_precision: converted copies, kept if the step succeeds
+                    st2 = dict(st)
+                    if self._conform_precision(hyper, p, st2, schema):
+                        st, converted = st2, True
                 if not is_new and not st.keys() <= names:
                     self._refuse_foreign(gi, index - 1, st, names)
-                tensors, write_back = [], is_new
+                if p.is_complex() and hyper.get("state_precision", 0):
+                    raise ValueError(f"param_groups[{gi}] params[{index - 1}]: state_precision other than 'fp32' is "
+                                     f"not offered for complex parameters (got {p.dtype})")
+                tensors, write_back = [], is_new or converted
                 for (name, resized, want), spec in zip(specs, schema):
                     if is_new:
                         if resized:
@@ -258,6 +333,9 @@ class NativeOptimizer(torch.optim.Optimizer):
             for spec, t in zip(schema, tensors):
                 if t is not None:  # a schema without buffers (SGD without momentum) leaves no entry
                     state[p][spec["name"]] = t
+            kept = {spec["name"] for spec in schema}
+            for k in [k for k in state[p] if k.endswith("_absmax") and k not in kept]:
+                del state[p][k]  # the absmax of 8-bit moments converted to another precision
         for slot, k, capsule in replaced:
             p, schema, by_rows = owners[slot][0], owners[slot][1], owners[slot][4]
             t = from_dlpack(capsule)
@@ -341,7 +419,9 @@ class NativeOptimizer(torch.optim.Optimizer):
                 st = self.state.get(p)
                 if not st or p.is_complex():
                     continue
-                for spec in self._schema(hyper, p):
+                schema = self._schema(hyper, p)
+                self._conform_precision(hyper, p, st, schema)
+                for spec in schema:
                     t = st.get(spec["name"])
                     if torch.is_tensor(t) and spec["name"] != "step":
                         st[spec["name"]] = self._schema_dtype(t, spec, p)
@@ -349,19 +429,23 @@ class NativeOptimizer(torch.optim.Optimizer):
                         st[spec["name"]] = st[spec["name"]].cpu()  # scalar state (mu_product) lives on the host
 
     def memory_report(self):
-        """{'total_bytes', 'adamw_bytes', 'params': [{'shape', 'state_bytes', ...}]}: the bytes of every
-        state tensor but the scalar ``step`` held by this process (a DTensor's local shard);
+        """{'total_bytes', 'adamw_bytes', 'buffers', 'params': [{'shape', 'state_bytes', 'buffers', ...}]}:
+        the bytes of every state tensor but the scalar ``step`` held by this process (a DTensor's
+        local shard), in all and per buffer name (``{'exp_avg': ..., 'exp_avg_absmax': ...}``);
         AdamW's figure is exp_avg + exp_avg_sq in the parameter dtype."""
-        params, total, adamw = [], 0, 0
+        params, total, adamw, kinds = [], 0, 0, {}
         for group in self.param_groups:
             for p in group["params"]:
                 st = self.state.get(p, {})
-                nbytes = sum(_local(t).numel() * t.element_size() for k, t in st.items()
-                             if torch.is_tensor(t) and k != "step")
+                per = {k: _local(t).numel() * t.element_size() for k, t in st.items()
+                       if torch.is_tensor(t) and k != "step"}
+                nbytes = sum(per.values())
+                for k, b in per.items():
+                    kinds[k] = kinds.get(k, 0) + b
                 total += nbytes
                 adamw += 2 * _local(p).numel() * p.element_size()
-                params.append(dict(shape=tuple(p.shape), state_bytes=nbytes, **self._describe(p, st)))
-        return dict(total_bytes=total, adamw_bytes=adamw, params=params)
+                params.append(dict(shape=tuple(p.shape), state_bytes=nbytes, buffers=per, **self._describe(p, st)))
+        return dict(total_bytes=total, adamw_bytes=adamw, buffers=kinds, params=params)
 
     def _describe(self, p, st) -> dict:
         """Extra memory_report fields for one parameter (e.g. rank)."""
@@ -381,7 +465,7 @@ class NativeOptimizer(torch.optim.Optimizer):
                 if not st:
                     states.append(None)
                     continue
-                bufs = {k: (torch.view_as_real(t) if t.is_complex() else t).detach().cpu().numpy()
+                bufs = {k: _to_numpy(torch.view_as_real(t) if t.is_complex() else t)
                         for k, t in st.items() if torch.is_tensor(t) and k != "step"}
                 step = int(st["step"].item()) if "step" in st else 0
                 shape = tuple(torch.view_as_real(p).shape) if p.is_complex() else tuple(p.shape)
@@ -423,7 +507,10 @@ class NativeOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"params[{i}]: saved state of shape {tuple(shape)} does not fit a parameter of "
                                  f"shape {tuple(p.shape)}")
             hyper = hypers[owner[i]]
-            schema = self._plan(self._plans(hyper), hyper, torch.view_as_real(p) if p.is_complex() else p)[0]
+            p_real = torch.view_as_real(p) if p.is_complex() else p
+            # Moments saved at another state_precision are converted to this one's.
+            bufs = _core.conform_state(self.algorithm, hyper, list(p_real.shape), _NAMES[p_real.dtype], bufs, step)
+            schema = self._plan(self._plans(hyper), hyper, p_real)[0]
             wanted = {s["name"] for s in schema if s["name"] != "step"}
             required = {s["name"] for s in schema if s["name"] != "step" and not s["resized"]}
             extra, missing = sorted(set(bufs) - wanted), sorted(required - set(bufs))
@@ -432,8 +519,7 @@ class NativeOptimizer(torch.optim.Optimizer):
                                  f"hyperparameters keeps {sorted(wanted)}")
             entry = {"step": torch.tensor(float(step), dtype=_scalar_dtype())}
             for k, a in bufs.items():
-                t = torch.from_numpy(a.copy())
-                entry[k] = t
+                entry[k] = _from_numpy(a)
             if self.algorithm == "sgd":
                 entry.pop("step")
             new[p] = entry

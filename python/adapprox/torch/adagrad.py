@@ -30,13 +30,14 @@ class Adagrad(ElementwiseOptimizer):
     algorithm = "adagrad"
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
-                 foreach=None, *, maximize=False, differentiable=False, fused=None):
+                 foreach=None, *, maximize=False, differentiable=False, fused=None, state_precision="fp32", stochastic_rounding=False):
         if isinstance(lr, torch.Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
                         differentiable=differentiable, fused=fused)
-        super().__init__(params, defaults)
+        super().__init__(params, dict(defaults, state_precision=state_precision,
+                                                 stochastic_rounding=stochastic_rounding))
         self._check_groups()
         # As torch: the state exists from construction, `sum` filled with the constructor's
         # initial_accumulator_value (float32 for bf16/fp16 parameters, complex for complex ones).

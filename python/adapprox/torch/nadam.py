@@ -42,12 +42,13 @@ class NAdam(ElementwiseOptimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
                  decoupled_weight_decay=False, *, foreach=None, maximize=False, capturable=False,
-                 differentiable=False, fused=None):
+                 differentiable=False, fused=None, state_precision="fp32", stochastic_rounding=False):
         check_native_flags(type(self).__name__, capturable, differentiable)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
                         capturable=capturable, differentiable=differentiable)
-        super().__init__(params, defaults)
+        super().__init__(params, dict(defaults, state_precision=state_precision,
+                                                 stochastic_rounding=stochastic_rounding))
         self._check_groups()
 
     def _hyper(self, group):

@@ -30,13 +30,14 @@ class SGD(ElementwiseOptimizer):
     algorithm = "sgd"
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
-                 maximize=False, foreach=None, differentiable=False, fused=None):
+                 maximize=False, foreach=None, differentiable=False, fused=None, state_precision="fp32", stochastic_rounding=False):
         if isinstance(lr, torch.Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach, differentiable=differentiable,
                         fused=fused)
-        super().__init__(params, defaults)
+        super().__init__(params, dict(defaults, state_precision=state_precision,
+                                                 stochastic_rounding=stochastic_rounding))
         self._check_groups()
 
     def _hyper(self, group):

@@ -1,0 +1,102 @@
+// Low-precision storage of dense moments (adapprox/quantized_state.hpp has the contract).
+//
+// 8-bit blockwise codes. Each block of kQuantBlock consecutive elements keeps one float32
+// absmax A; an element x is one byte c with x ~= A * value(c):
+//   signed moments (first moments, momentum):  c = sign | code7(|x| / A)
+//   nonnegative moments (second moments):      c = code8(sqrt(x / A)),  x = A * value(c)^2
+// codeN is a small float on [0, 1] with 4 exponent bits and N - 4 mantissa bits (subnormals
+// included, all codes finite), scaled so that the largest code is exactly 1:
+//   raw(i) = i * 2^(1 - B - M)                         for i < 2^M        (B = 15: the bias)
+//   raw(i) = 2^((i >> M) - B) * (1 + (i & (2^M - 1)) / 2^M)   otherwise
+//   value(i) = raw(i) / raw(max)
+// so every code keeps the same relative spacing (2^-M) from 1 down to 2^-14 of the absmax, and
+// the square root halves the log range a second moment needs: 8-bit second moments reach
+// 2^-37 of their block's absmax. Rounding is stochastic: x goes to one of its two neighbouring
+// codes with probabilities that make the stored value unbiased, so decays and small additions
+// that are below half a code's spacing (v *= 0.999 each step) survive on average.
+//
+// bf16 moments round stochastically as well (the same argument: 0.999 v is within half a bf16
+// ulp of v).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "hd.hpp"
+
+namespace adapprox::math {
+
+constexpr int kCodeBias = 15;
+
+ADX_HD uint32_t float_bits(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  return b;
+}
+ADX_HD float bits_float(uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+
+// 32-bit integer hash (a bijection with full avalanche): the per-element uniform bits of
+// stochastic rounding, from a per-block key and the element's place in the block.
+ADX_HD uint32_t hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+
+// raw(i) of a code with M mantissa bits (above).
+template <int M>
+ADX_HD float code_raw(int i) {
+  if (i < (1 << M)) return static_cast<float>(i) * bits_float(uint32_t(127 + 1 - kCodeBias - M) << 23);
+  const int e = i >> M, f = i & ((1 << M) - 1);
+  return bits_float(uint32_t(127 + e - kCodeBias) << 23) * (1.0f + static_cast<float>(f) / (1 << M));
+}
+
+// The code of z in [0, raw(max)] with M mantissa bits; `noise` holds uniform bits whose low
+// 23 - M decide the rounding (0x...: stochastic; 1 << (22 - M): to nearest, ties up).
+template <int M, int Bits>
+ADX_HD int code_of(float z, uint32_t noise) {
+  constexpr int kMax = (1 << Bits) - 1;
+  const float smallest_normal = bits_float(uint32_t(127 + 1 - kCodeBias) << 23);
+  const bool sub = z < smallest_normal;
+  // Below the smallest normal code the spacing is that of the first binade: adding the smallest
+  // normal moves z there (exactly, to float32's precision), and the offset is taken off again.
+  const float zz = sub ? z + smallest_normal : z;
+  const uint32_t b = float_bits(zz) + (noise & ((1u << (23 - M)) - 1));
+  int i = static_cast<int>(b >> (23 - M)) - ((127 - kCodeBias) << M) - (sub ? (1 << M) : 0);
+  if (!(z == z)) i = kMax;  // NaN (the block's absmax is then NaN too)
+  return i < 0 ? 0 : (i > kMax ? kMax : i);
+}
+
+// Signed (7-bit magnitude, 3 mantissa bits) and nonnegative (8-bit, 4 mantissa bits) codes.
+constexpr int kSignedMantissa = 3;
+constexpr int kUnsignedMantissa = 4;
+
+// y = |x| / A in [0, 1]; `scale` = raw(max) / A.
+ADX_HD uint8_t encode_signed(float x, float scale, uint32_t noise) {
+  const float z = (x < 0 ? -x : x) * scale;
+  const int i = code_of<kSignedMantissa, 7>(z, noise);
+  return static_cast<uint8_t>((x < 0 ? 0x80 : 0) | i);
+}
+// x >= 0; `scale` = raw(max) / sqrt(A).
+ADX_HD uint8_t encode_unsigned(float x, float scale, uint32_t noise) {
+  const float z = sqrt_(x > 0 ? x : 0.0f) * scale;
+  return static_cast<uint8_t>(code_of<kUnsignedMantissa, 8>(z, noise));
+}
+
+// Stochastic rounding of float32 to bf16: the 16 bits dropped decide (uniformly) whether the
+// value rounds up in magnitude, so E[bf16(x)] = x. Infinities and NaN round as usual.
+ADX_HD uint16_t bf16_stochastic(float x, uint32_t noise) {
+  const uint32_t b = float_bits(x);
+  if ((b & 0x7f800000u) == 0x7f800000u) {  // inf / NaN: keep (NaN quiet)
+    return static_cast<uint16_t>((b >> 16) | ((b & 0x007fffffu) ? 0x0040u : 0u));
+  }
+  return static_cast<uint16_t>((b + (noise & 0xffffu)) >> 16);
+}
+
+}  // namespace adapprox::math
