@@ -169,6 +169,38 @@ class EmaOperator final : public detail::Operator<float> {
     }
   }
 
+  // The update pass with a low-precision first moment: chunks own whole blocks of kQuantBlock
+  // elements (those that start inside them), each decoded, updated and encoded again; the
+  // denominator of the chunk's rows is computed once per chunk.
+  void update_blocks(const kernels::UpdateRow& a, const Moment& mq, float* theta, bool guided,
+                     std::vector<Sums3>& cos) const {
+    const int64_t total = m_ * n_;
+    const int64_t grain = round_up(std::max(detail::row_grain(n_), int64_t(4)) * n_);
+    cos.assign(std::max(1, chunk_count(total, grain)), Sums3{});
+    parallel_chunks(total, grain, [&](int ch, int64_t e0, int64_t e1) {
+      const int64_t lo = round_up(e0), hi = std::min(total, round_up(e1));
+      if (lo >= hi) return;
+      const int64_t r0 = lo / n_, r1 = (hi + n_ - 1) / n_;
+      MatF sq, den;
+      const float* d;
+      if (!den_all_.empty()) {
+        d = den_all_.data() + r0 * n_;
+      } else {
+        square_tile(r0, r1 - r0, sq);
+        den.resize(r1 - r0, n_);
+        den_tile(r0, r1 - r0, sq, den.data());
+        d = den.data();
+      }
+      float mb[kQuantBlock];
+      for (int64_t b = lo; b < hi; b += kQuantBlock) {
+        const int64_t nb = std::min(kQuantBlock, hi - b);
+        load_block(mq, b, nb, mb);
+        kernels::update_row(a, g_ + b, d + (b - r0 * n_), nb, mb, theta + b, !guided, guided ? cos[ch].v : nullptr);
+        store_block(mq, b, nb, mb);
+      }
+    });
+  }
+
   // The update pass: Mhat from this step's denominator, the first moment and theta, row by row.
   void update(const kernels::UpdateRow& a, float* m, float* theta, bool guided, std::vector<Sums3>& cos) const {
     const int64_t tile = detail::row_grain(n_);
@@ -198,6 +230,7 @@ class EmaOperator final : public detail::Operator<float> {
     double v_sq = 0, mhat_sq = 0;
   };
   static constexpr int kGemmCols = tuning::kGemmMinColumns;
+  static int64_t round_up(int64_t e) { return (e + kQuantBlock - 1) / kQuantBlock * kQuantBlock; }
 
   // sq = G[t0 : t0 + len]^2 (a len x n tile).
   void square_tile(int64_t t0, int64_t len, MatF& sq) const {
@@ -248,6 +281,20 @@ void apply_guided_theta(const kernels::UpdateRow& a, float* m, float* theta, int
   });
 }
 
+// The same with a low-precision first moment, decoded block by block (blocks whole per chunk).
+void apply_guided_theta(const kernels::UpdateRow& a, const Moment& mq, float* theta, int64_t count, float s) {
+  parallel_chunks(quant_blocks(count), std::max<int64_t>(1, tuning::kGuidedUpdateGrain / kQuantBlock),
+                  [&](int, int64_t b0, int64_t b1) {
+                    float mb[kQuantBlock];
+                    for (int64_t blk = b0; blk < b1; ++blk) {
+                      const int64_t lo = blk * kQuantBlock, n = std::min(kQuantBlock, count - lo);
+                      load_block(mq, lo, n, mb);
+                      for (int64_t i = 0; i < n; ++i)
+                        theta[lo + i] = theta[lo + i] - a.lr * (s * mb[i] + a.wd * theta[lo + i]);
+                    }
+                  });
+}
+
 [[noreturn]] void fail(const std::string& who, const std::string& what) {
   throw Error(ErrorKind::state, who + ": " + what);
 }
@@ -273,7 +320,7 @@ TensorRef new_factor(Allocator& alloc, size_t slot, size_t buffer, int64_t rows,
   return b;
 }
 
-void step_factored(Slot& s, size_t slot, const View& v, float* theta, const float* g, float* mom,
+void step_factored(Slot& s, size_t slot, const View& v, float* theta, const float* g, float* mom, const Moment* mq,
                    const AdapproxHyper& h, Allocator& alloc) {
   PhaseTimer step_timer(Phase::factored_step);
   const int64_t m = v.rows, n = v.cols;
@@ -303,8 +350,13 @@ void step_factored(Slot& s, size_t slot, const View& v, float* theta, const floa
   {
     PhaseTimer timer(Phase::update);
     std::vector<Sums3> cos;
-    op.update(a, mom, theta, guided, cos);
-    if (guided) apply_guided_theta(a, mom, theta, m * n, guidance_scale(cos, s.shard));
+    if (mq) {
+      op.update_blocks(a, *mq, theta, guided, cos);
+      if (guided) apply_guided_theta(a, *mq, theta, m * n, guidance_scale(cos, s.shard));
+    } else {
+      op.update(a, mom, theta, guided, cos);
+      if (guided) apply_guided_theta(a, mom, theta, m * n, guidance_scale(cos, s.shard));
+    }
   }
 
   // 3. Commit the new factors: in place at the same rank, else the new buffers.
@@ -335,6 +387,47 @@ void step_dense(float* theta, const float* g, float* v, float* mom, int64_t coun
   if (guided) apply_guided_theta(a, mom, theta, count, guidance_scale(cos, sh));
 }
 
+// A dense second moment and first moment of which one at least is held in low precision
+// (state_precision): two passes over blocks of kQuantBlock, the first summing Mhat^2 for the
+// clip from v_t recomputed block by block (nothing stored), the second storing v_t and m_t and
+// updating theta. Never more than one block of either moment in float32.
+void step_dense_blocks(float* theta, const float* g, const Moment& v, const Moment* mq, float* mom, int64_t count,
+                       const AdapproxHyper& h) {
+  const float b2 = static_cast<float>(h.beta2);
+  const float eps = static_cast<float>(h.eps);
+  float vb[kQuantBlock], mb[kQuantBlock];
+  auto v_t = [&](int64_t lo, int64_t n) {
+    load_block(v, lo, n, vb);
+    for (int64_t i = 0; i < n; ++i) vb[i] = b2 * vb[i] + (1 - b2) * (g[lo + i] * g[lo + i]);
+  };
+  double total = 0;
+  for (int64_t lo = 0; lo < count; lo += kQuantBlock) {
+    const int64_t n = std::min(kQuantBlock, count - lo);
+    v_t(lo, n);
+    total += kernels::mhat_sq_row(g + lo, vb, n, eps);
+  }
+  const kernels::UpdateRow a = row_args(h, clip_scale(total, count, h.clip_threshold));
+  const bool guided = h.cosine_guidance && h.beta1 > 0;
+  std::vector<Sums3> cos(1);
+  for (int64_t lo = 0; lo < count; lo += kQuantBlock) {
+    const int64_t n = std::min(kQuantBlock, count - lo);
+    v_t(lo, n);
+    store_block(v, lo, n, vb);
+    float* m = mom ? mom + lo : nullptr;
+    if (mq) {
+      load_block(*mq, lo, n, mb);
+      m = mb;
+    }
+    kernels::update_row(a, g + lo, vb, n, m, theta + lo, !guided, guided ? cos[0].v : nullptr);
+    if (mq) store_block(*mq, lo, n, mb);
+  }
+  if (guided) {
+    const float s = guidance_scale(cos, RowShard{});
+    if (mq) apply_guided_theta(a, *mq, theta, count, s);
+    else apply_guided_theta(a, mom, theta, count, s);
+  }
+}
+
 // One parameter. Parameters that are not C-contiguous float32 (other dtypes: math in float32,
 // weight decay applied before the single rounding back; other layouts) are updated through
 // C-ordered float32 copies, as is like-parameter state in another layout.
@@ -343,12 +436,17 @@ void step_one(Slot& s, size_t slot, const AdapproxHyper& h, Allocator& alloc) {
   const int64_t count = v.rows * v.cols;
   if (count == 0 && !s.shard.sharded()) return;  // an empty shard still takes part in the sums
   Staged<float> theta(s.param), grad(s.grad);
-  const size_t m_at = v.factored ? kU + 1 : kV + 1;  // exp_avg, when b1 > 0
+  const bool low = h.precision != StatePrecision::f32;
+  const size_t m_at = v.factored ? kU + 1 : kV + moment_buffers(h.precision);  // exp_avg, when b1 > 0
   std::unique_ptr<Staged<float>> dense, mom;
-  if (h.beta1 > 0) mom = std::make_unique<Staged<float>>(s.state[m_at]);
+  std::unique_ptr<Moment> mq;  // a low-precision exp_avg, stepped block by block
+  if (h.beta1 > 0 && low) mq = std::make_unique<Moment>(moment_of(s, m_at, MomentKind::signed_value, 1));
+  else if (h.beta1 > 0) mom = std::make_unique<Staged<float>>(s.state[m_at]);
   float* m = mom ? mom->data() : nullptr;
   if (v.factored) {
-    step_factored(s, slot, v, theta.data(), grad.data(), m, h, alloc);
+    step_factored(s, slot, v, theta.data(), grad.data(), m, mq.get(), h, alloc);
+  } else if (low) {
+    step_dense_blocks(theta.data(), grad.data(), moment_of(s, kV, MomentKind::nonnegative, 0), mq.get(), m, count, h);
   } else {
     dense = std::make_unique<Staged<float>>(s.state[kV]);
     int64_t whole = 1;
@@ -357,7 +455,7 @@ void step_one(Slot& s, size_t slot, const AdapproxHyper& h, Allocator& alloc) {
     dense->store();
   }
   if (mom) mom->store();
-  theta.store();
+  theta.store(h.stochastic_rounding, rounding_key(s.index, s.t, kParamRoundingBuffer));
 }
 
 class Adapprox final : public Algorithm {
@@ -386,6 +484,8 @@ class Adapprox final : public Algorithm {
         {"maximize", 0, 0, 1, false, false, true, "maximize the objective"},
         {"warm_start", 1, 0, 1, false, false, true,
          "start AS-RSI from the previous U plus fresh columns (0: the paper's fresh sketch)"},
+        state_precision_param(),
+        stochastic_rounding_param(),
     };
     return params;
   }
@@ -407,12 +507,17 @@ class Adapprox final : public Algorithm {
         s.push_back(b);
       }
     } else {
-      s.push_back(algorithms::like_param("exp_avg_sq", DType::f32, shape));
+      add_moment(s, "exp_avg_sq", MomentKind::nonnegative, DType::f32, shape, state_precision(h));
     }
-    if (h.at("beta1") > 0) s.push_back(algorithms::like_param("exp_avg", DType::f32, shape));
+    if (h.at("beta1") > 0) add_moment(s, "exp_avg", MomentKind::signed_value, DType::f32, shape, state_precision(h));
     return s;
   }
-  void check_state(const Hyper&, const Slot& s, const std::string& who) const override {
+  void check_state(const Hyper& hyper, const Slot& s, const std::string& who) const override {
+    check_precision_supported(hyper, s, who);
+    if (state_precision(hyper) != StatePrecision::f32 && !s.param.contiguous())
+      throw Error(ErrorKind::value, who + ": Adapprox keeps low-precision moments (state_precision " +
+                                        precision_name(state_precision(hyper)) +
+                                        ") for C-contiguous parameters only; use .contiguous() or state_precision fp32");
     if (s.param.device.kind == Device::cuda && !s.param.shape.empty() && s.param.shape[0] > INT32_MAX)
       throw Error(ErrorKind::value, who + ": Adapprox on CUDA takes at most 2^31 - 1 rows (the first dimension)");
     if (s.param.device.kind == Device::cuda && (s.param.dtype != DType::f32 || !s.param.contiguous()))

@@ -1,6 +1,7 @@
 // Internal: what the CPU step (adapprox.cpp) and the CUDA step's host driver (adapprox_cuda.cpp)
 // share: the hyperparameters, the 2-D view of a parameter, the clip and the guidance scale.
 #pragma once
+#include "adapprox/quantized_state.hpp"
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -24,6 +25,8 @@ struct AdapproxHyper {
   bool cosine_guidance = false;
   bool maximize = false;
   bool warm_start = true;       // AS-RSI starts from the previous U (CPU; run_as_rsi)
+  StatePrecision precision = StatePrecision::f32;  // of exp_avg and a dense exp_avg_sq
+  bool stochastic_rounding = false;                // of bf16 parameters
 };
 
 inline AdapproxHyper native(const Hyper& h) {
@@ -44,6 +47,8 @@ inline AdapproxHyper native(const Hyper& h) {
   a.cosine_guidance = h.at("cosine_guidance") != 0;
   a.maximize = h.at("maximize") != 0;
   a.warm_start = h.at("warm_start") != 0;
+  a.precision = state_precision(h);
+  a.stochastic_rounding = adapprox::stochastic_rounding(h);
   return a;
 }
 

@@ -187,6 +187,15 @@ void store_bf16_stochastic(const float* src, void* dst, int64_t n, uint64_t key,
   with_best_isa([&] { bf16_block(src, static_cast<uint16_t*>(dst), n, key, first); });
 }
 
+void round_bf16_stochastic(float* x, int64_t n, uint64_t key) {
+  uint16_t b[kQuantBlock];
+  for (int64_t lo = 0; lo < n; lo += kQuantBlock) {
+    const int64_t len = std::min(kQuantBlock, n - lo);
+    store_bf16_stochastic(x + lo, b, len, key, lo);
+    for (int64_t i = 0; i < len; ++i) x[lo + i] = math::bits_float(uint32_t(b[i]) << 16);
+  }
+}
+
 void convert_moment(const Moment& src, const Moment& dst, int64_t numel) {
   float buf[kQuantBlock];
   for (int64_t lo = 0; lo < numel; lo += kQuantBlock) {

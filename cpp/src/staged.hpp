@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "adapprox/tensor.hpp"
+#include "adapprox/quantized_state.hpp"
 #include "adapprox/tensor_ops.hpp"
 
 namespace adapprox {
@@ -35,8 +36,14 @@ class Staged {
   T* data() const { return p_; }
   bool copied() const { return !copy_.empty(); }
   // Writes a copy back to the tensor (rounding once to its dtype); nothing for an in-place view.
-  void store() const {
-    if (!copy_.empty()) scatter(copy_.data(), dtype_of<T>(), t_);
+  // With `stochastic`, a bf16 tensor is rounded stochastically (keyed by `key` and each
+  // element's logical index; quantized_state.hpp), the copy first and then stored exactly.
+  void store(bool stochastic = false, uint64_t key = 0) {
+    if (copy_.empty()) return;
+    if constexpr (sizeof(T) == 4) {
+      if (stochastic && t_.dtype == DType::bf16) round_bf16_stochastic(copy_.data(), static_cast<int64_t>(copy_.size()), key);
+    }
+    scatter(copy_.data(), dtype_of<T>(), t_);
   }
 
  private:

@@ -61,6 +61,8 @@ uint64_t rounding_key(uint64_t index, int64_t step, uint64_t buffer);
 constexpr uint64_t kParamRoundingBuffer = 0xffff;  // the parameter's own key
 // float32 -> bf16 with stochastic rounding; element i of dst is element first + i of its tensor.
 void store_bf16_stochastic(const float* src, void* dst, int64_t n, uint64_t key, int64_t first);
+// The same in place: each x[i] becomes the bf16 value it rounds to (exactly representable).
+void round_bf16_stochastic(float* x, int64_t n, uint64_t key);
 
 // A whole moment of `numel` elements converted between precisions (loading state saved at
 // another precision): decoded from `src`, encoded into `dst` (both described by Moments;
