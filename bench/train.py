@@ -75,6 +75,12 @@ BETAS = (0.9, 0.999)
 A09, A09F, A0, A0F = ("Adapprox b1=0.9 warm-start", "Adapprox b1=0.9 fresh-sketch",
                       "Adapprox b1=0 warm-start", "Adapprox b1=0 fresh-sketch")
 PEER = "AdaFactor b1=0.9 (pytorch-optimizer)"
+# Low-precision state and parameters (on request, --optimizers): each row takes the lr of its
+# float32 counterpart unchanged, so that the rows differ in precision only.
+W8, A09_8 = "AdamW 8bit", "Adapprox b1=0.9 8bit"
+BF16_SR, BF16_RN = "AdamW bf16-params stochastic", "AdamW bf16-params nearest"
+# Rows whose model is trained in bf16 throughout (no float32 master weights).
+PARAM_DTYPE = {BF16_SR: torch.bfloat16, BF16_RN: torch.bfloat16}
 # Peak learning rates: the best final validation loss of a sweep at the default settings (x3 grid
 # around a first guess, one more point where the best sat at an edge, x1.7 points between the
 # best two for AdamW and Adapprox b1=0); the grid and every loss are in bench/README.md. Those
@@ -84,6 +90,7 @@ PEER = "AdaFactor b1=0.9 (pytorch-optimizer)"
 # 1e-3: 2.164, 3e-3: 1.951, 5.2e-3: 1.885, 9e-3: 1.868, 1.5e-2: 2.434, 2.7e-2: 2.548 (a cliff above the best).
 LR = {"AdamW": 1.7e-3, "AdamW b2=0.95": 1e-3, "Adafactor": 0.09, A09: 3e-3, A09F: 3e-3, A0: 1.7e-3, A0F: 1.7e-3,
       PEER: 9e-3, "CAME": 3.3333e-4}
+LR.update({W8: LR["AdamW"], BF16_SR: LR["AdamW"], BF16_RN: LR["AdamW"], A09_8: LR[A09]})
 
 # The rows run by default; "AdamW b2=0.95" (the betas of GPT practice) is on request (--optimizers):
 # in the sweep it did no better than AdamW with torch's default betas.
@@ -126,6 +133,18 @@ def optimizer_table(device):
         "CAME": ((lambda ps, lr, s: came(ps, lr=lr, betas=(0.9, 0.999, 0.9999))) if came else None,
                  "came_pytorch.CAME" if came else "skipped: came-pytorch is not installed"),
     }
+    AW = adapprox.torch.AdamW
+    rows[W8] = (lambda ps, lr, s: AW(ps, lr=lr, betas=BETAS, weight_decay=0.0, state_precision="8bit"),
+                "adapprox.torch.AdamW, state_precision='8bit' (8-bit moments, blocks of 256)")
+    rows[BF16_SR] = (lambda ps, lr, s: AW(ps, lr=lr, betas=BETAS, weight_decay=0.0, stochastic_rounding=True),
+                     "adapprox.torch.AdamW on a bf16 model (no float32 master weights), stochastic rounding")
+    rows[BF16_RN] = (lambda ps, lr, s: AW(ps, lr=lr, betas=BETAS, weight_decay=0.0, stochastic_rounding=False),
+                     "adapprox.torch.AdamW on a bf16 model (no float32 master weights), round to nearest")
+    if native:
+        rows[A09_8] = (lambda ps, lr, s: A(ps, lr=lr, betas=BETAS, seed=s, state_precision="8bit"),
+                       "adapprox.torch.Adapprox, state_precision='8bit' (8-bit first moment), defaults but lr")
+    else:
+        rows[A09_8] = (None, "skipped: the native core steps CPU tensors only")
     for b1, warm, fresh in ((0.9, A09, A09F), (0.0, A0, A0F)):
         b = f", b1 = {b1:g}" if b1 != 0.9 else ""
         if native:
@@ -211,7 +230,7 @@ class GPT(nn.Module):
 
 
 def loss_of(model, windows):
-    logits = model(windows[:, :-1])
+    logits = model(windows[:, :-1]).float()  # (a bf16 model: the loss in float32)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
 
 
@@ -260,7 +279,7 @@ def train_one(name, make, lr, seed, setup, data, cfg, device, clip, quality, tag
     """One run of one row at one lr and seed."""
     init_model, starts = setup
     train_data, val_data = data
-    model = copy.deepcopy(init_model).to(device)
+    model = copy.deepcopy(init_model).to(device=device, dtype=PARAM_DTYPE.get(name, torch.float32))
     names = [n for n, _ in model.named_parameters()]
     params = list(model.parameters())
     opt = make(params, lr, seed)
