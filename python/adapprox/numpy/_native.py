@@ -10,6 +10,7 @@ import numpy as np
 from .. import _core
 from .._load_rule import group_from_spec
 from .._lock import drop_lock, serialised
+from .._precision import with_precision
 
 _REAL = {np.dtype(np.complex64): np.float32, np.dtype(np.complex128): np.float64}
 
@@ -61,7 +62,16 @@ class NativeOptimizer:
     def _hyper(self, hyper: dict) -> dict:
         raise NotImplementedError
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        hyper = cls.__dict__.get("_hyper")
+        if hyper is not None and not getattr(hyper, "_with_precision", False):
+            cls._hyper = with_precision(hyper)  # state_precision / stochastic_rounding, where kept
+
     def _check(self, hyper):
+        if hyper.get("state_precision") == "bf16":  # NumPy has no bfloat16 of its own to export through DLPack
+            raise ValueError("state_precision 'bf16' is not offered by the NumPy front (NumPy has no bfloat16 dtype "
+                             "that DLPack can carry); use '8bit' or 'fp32', or the torch front")
         _core.check_hyper(self.algorithm, self._hyper(hyper))
 
     @property
@@ -231,6 +241,8 @@ class NativeOptimizer:
             entry = {}  # in schema order, as a stepped state
             pr = _real_view(p)
             shape_, dtype = _core.tensor_info(pr, f"params[{i}]")
+            # Moments saved at another state_precision are converted to this one's.
+            bufs = _core.conform_state(self.algorithm, self._hyper(hyper), list(shape_), dtype, bufs, step)
             for spec in _core.schema(self.algorithm, self._hyper(hyper), list(shape_), dtype):
                 if spec["name"] == "step":
                     entry["step"] = np.asarray(float(step), np.float64).reshape(())

@@ -18,8 +18,9 @@ class Adagrad(ElementwiseOptimizer):
     algorithm = "adagrad"
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
-                 maximize=False):
-        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                 maximize=False, *, state_precision="fp32", stochastic_rounding=False):
+        super().__init__(params, dict(state_precision=state_precision, stochastic_rounding=stochastic_rounding,
+                                      lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps,
                                       maximize=maximize))
 

@@ -26,8 +26,9 @@ class Adam(ElementwiseOptimizer):
     algorithm = "adam"
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=False):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                 maximize=False, decoupled_weight_decay=False, state_precision="fp32", stochastic_rounding=False):
+        super().__init__(params, dict(state_precision=state_precision, stochastic_rounding=stochastic_rounding,
+                                      lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
 
     def _hyper(self, h):
@@ -56,6 +57,7 @@ class AdamW(Adam):
     algorithm = "adamw"
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False):
+                 maximize=False, state_precision="fp32", stochastic_rounding=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True)
+                         decoupled_weight_decay=True, state_precision=state_precision,
+                         stochastic_rounding=stochastic_rounding)

@@ -26,8 +26,9 @@ class Adapprox(NativeOptimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, clip_threshold=1.0, weight_decay=0.0,
                  rank=1, min_rank=1, max_rank=None, tol=1e-2, oversample=5, power_iters=1,
-                 cosine_guidance=False, seed=0, maximize=False, warm_start=True):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, clip_threshold=clip_threshold,
+                 cosine_guidance=False, seed=0, maximize=False, warm_start=True, *, state_precision="fp32", stochastic_rounding=False):
+        super().__init__(params, dict(state_precision=state_precision, stochastic_rounding=stochastic_rounding,
+                                      lr=lr, betas=tuple(betas), eps=eps, clip_threshold=clip_threshold,
                                       weight_decay=weight_decay, rank=rank, min_rank=min_rank, max_rank=max_rank,
                                       tol=tol, oversample=oversample, power_iters=power_iters,
                                       cosine_guidance=cosine_guidance, seed=seed, maximize=maximize,

@@ -20,8 +20,9 @@ class RMSprop(ElementwiseOptimizer):
     algorithm = "rmsprop"
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-                 maximize=False):
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                 maximize=False, *, state_precision="fp32", stochastic_rounding=False):
+        super().__init__(params, dict(state_precision=state_precision, stochastic_rounding=stochastic_rounding,
+                                      lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, maximize=maximize))
 
     def _hyper(self, h):

@@ -19,8 +19,9 @@ class SGD(ElementwiseOptimizer):
     algorithm = "sgd"
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-                 maximize=False):
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                 maximize=False, *, state_precision="fp32", stochastic_rounding=False):
+        super().__init__(params, dict(state_precision=state_precision, stochastic_rounding=stochastic_rounding,
+                                      lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize))
 
     def _hyper(self, h):

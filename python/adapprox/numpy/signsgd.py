@@ -11,8 +11,9 @@ class SignSGD(ElementwiseOptimizer):
 
     algorithm = "signsgd"
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, weight_decay=0.0, maximize=False):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, maximize=maximize))
+    def __init__(self, params, lr=1e-3, momentum=0.0, weight_decay=0.0, maximize=False, *, state_precision="fp32", stochastic_rounding=False):
+        super().__init__(params, dict(state_precision=state_precision, stochastic_rounding=stochastic_rounding,
+                                      lr=lr, momentum=momentum, weight_decay=weight_decay, maximize=maximize))
 
     def _hyper(self, h):
         return dict(lr=h["lr"], momentum=h["momentum"], weight_decay=h["weight_decay"],
