@@ -20,7 +20,7 @@ using math::kUnsignedMantissa;
 
 // value(c) of every byte: signed codes (sign bit 7), and nonnegative ones already squared.
 struct Tables {
-  std::array<float, 256> signed_value, nonnegative_value;
+  std::array<float, 256> signed_value, nonnegative_value, unsigned_raw_sq;
   float signed_max, unsigned_max;  // raw(max) of each code
   Tables() {
     signed_max = math::code_raw<kSignedMantissa>(127);
@@ -30,6 +30,8 @@ struct Tables {
       signed_value[c] = (c & 128) ? -s : s;
       const float u = math::code_raw<kUnsignedMantissa>(c) / unsigned_max;
       nonnegative_value[c] = u * u;
+      const float r = math::code_raw<kUnsignedMantissa>(c);
+      unsigned_raw_sq[c] = r * r;
     }
   }
 };
@@ -66,7 +68,8 @@ void encode_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
   }
   if (m.kind == MomentKind::nonnegative) {
     const float scale = t.unsigned_max / std::sqrt(a);
-    for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_unsigned(in[i], scale, lane_noise(k, i));
+    const float* sq = t.unsigned_raw_sq.data();
+    for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_unsigned(in[i], scale, lane_noise(k, i), sq);
   } else {
     const float scale = t.signed_max / a;
     for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_signed(in[i], scale, lane_noise(k, i));

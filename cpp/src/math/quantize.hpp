@@ -4,6 +4,7 @@
 // absmax A; an element x is one byte c with x ~= A * value(c):
 //   signed moments (first moments, momentum):  c = sign | code7(|x| / A)
 //   nonnegative moments (second moments):      c = code8(sqrt(x / A)),  x = A * value(c)^2
+//     (rounded between the two neighbouring codes without bias in x)
 // codeN is a small float on [0, 1] with 4 exponent bits and N - 4 mantissa bits (subnormals
 // included, all codes finite), scaled so that the largest code is exactly 1:
 //   raw(i) = i * 2^(1 - B - M)                         for i < 2^M        (B = 15: the bias)
@@ -83,10 +84,20 @@ ADX_HD uint8_t encode_signed(float x, float scale, uint32_t noise) {
   const int i = code_of<kSignedMantissa, 7>(z, noise);
   return static_cast<uint8_t>((x < 0 ? 0x80 : 0) | i);
 }
-// x >= 0; `scale` = raw(max) / sqrt(A).
-ADX_HD uint8_t encode_unsigned(float x, float scale, uint32_t noise) {
-  const float z = sqrt_(x > 0 ? x : 0.0f) * scale;
-  return static_cast<uint8_t>(code_of<kUnsignedMantissa, 8>(z, noise));
+// x >= 0; `scale` = raw(max) / sqrt(A); raw_sq[i] = raw(i)^2. The code is the square root's,
+// but the choice between its two neighbours is unbiased for x itself: up with probability
+// (z^2 - raw(i)^2) / (raw(i + 1)^2 - raw(i)^2), so that E[decoded] = x (not E[sqrt] = sqrt x).
+ADX_HD uint8_t encode_unsigned(float x, float scale, uint32_t noise, const float* raw_sq) {
+  const float xx = x > 0 ? x : 0.0f;
+  const float z = sqrt_(xx) * scale;
+  int i = code_of<kUnsignedMantissa, 8>(z, 0);  // the neighbour below (truncation)
+  if (i < 255) {
+    const float z2 = xx * (scale * scale);
+    const float lo = raw_sq[i], hi = raw_sq[i + 1];
+    const float u = static_cast<float>(noise >> 8) * (1.0f / 16777216.0f);  // uniform [0, 1)
+    if (u * (hi - lo) < z2 - lo) ++i;
+  }
+  return static_cast<uint8_t>(i);
 }
 
 // Stochastic rounding of float32 to bf16: the 16 bits dropped decide (uniformly) whether the

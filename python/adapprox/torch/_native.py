@@ -410,7 +410,8 @@ class NativeOptimizer(torch.optim.Optimizer):
                 continue
             for k, t in st.items():
                 o = orig.get(k)
-                if (torch.is_tensor(o) and torch.is_tensor(t) and o.dtype != t.dtype and o.is_floating_point()
+                if (torch.is_tensor(o) and torch.is_tensor(t) and o.dtype != t.dtype
+                        and (o.is_floating_point() or o.dtype == torch.uint8)  # (torch casts 8-bit codes too)
                         and o.shape == t.shape and torch.equal(o.to(t.dtype), t)):
                     st[k] = o.detach().clone().to(p.device)
         for group in self.param_groups:  # torch's bf16 state of bf16 parameters: float32 from now on
