@@ -103,11 +103,10 @@ class NativeOptimizer(torch.optim.Optimizer):
         """Dense moments held at another precision than `hyper` asks for (state loaded from an
         optimizer with another state_precision) converted in place of `st`: float32 is encoded
         to 8-bit codes or bf16, 8-bit codes and bf16 decoded. No-op when they already fit."""
+        if p.is_complex():  # (complex state stays complex: no other precision is offered for it)
+            return False
         if not needs_conversion(schema, st, lambda t: _NAMES.get(t.dtype) if torch.is_tensor(t) else None):
             return False
-        if p.is_complex():
-            raise ValueError(f"{type(self).__name__}: state_precision other than 'fp32' is not offered for complex "
-                             "parameters")
         names = {s["name"]: s for s in schema}
         bufs = {}
         for s in schema:
@@ -333,9 +332,10 @@ class NativeOptimizer(torch.optim.Optimizer):
             for spec, t in zip(schema, tensors):
                 if t is not None:  # a schema without buffers (SGD without momentum) leaves no entry
                     state[p][spec["name"]] = t
-            kept = {spec["name"] for spec in schema}
-            for k in [k for k in state[p] if k.endswith("_absmax") and k not in kept]:
-                del state[p][k]  # the absmax of 8-bit moments converted to another precision
+            if p in state:  # (a lookup would create an entry: torch's state is a defaultdict)
+                kept = {spec["name"] for spec in schema}
+                for k in [k for k in state[p] if k.endswith("_absmax") and k not in kept]:
+                    del state[p][k]  # the absmax of 8-bit moments converted to another precision
         for slot, k, capsule in replaced:
             p, schema, by_rows = owners[slot][0], owners[slot][1], owners[slot][4]
             t = from_dlpack(capsule)
