@@ -46,10 +46,15 @@ PAIRS = [
     ("AdamW bf16", at.AdamW, torch.optim.AdamW, ADAMW, torch.bfloat16, None),
 ]
 
-BF16_NOTE = ("Stochastic rounding is not offered. adapprox steps bf16 parameters in float32 math with float32 "
-             "state and rounds the result to the nearest bf16 once per step (round to nearest even), weight "
-             "decay included before that rounding. torch's fused AdamW keeps exp_avg/exp_avg_sq in bf16 (the "
-             "parameter dtype); adapprox keeps them in float32 (twice the state bytes).")
+BF16_NOTE = ("adapprox steps bf16 parameters in float32 math with float32 state (unless state_precision says "
+             "otherwise) and rounds the result to bf16 once per step (to nearest even here; stochastic_rounding=True "
+             "rounds stochastically), weight decay included before that rounding. torch's fused AdamW keeps "
+             "exp_avg/exp_avg_sq in bf16 (the parameter dtype).")
+
+# Low-precision state against the same native optimizer with float32 state (state_precision):
+# (pair whose native run is the float32 reference, state_precision, target of fp32/low-precision).
+PRECISION = [("Adam", "8bit", 1.0), ("AdamW", "8bit", 1.0), ("AdamW", "bf16", None), ("NAdam", "8bit", 1.0),
+             ("RMSprop", "8bit", 1.0), ("SGD momentum", "8bit", 1.0)]
 
 
 def torch_fastest(cls, hyper, dtype):
@@ -100,6 +105,16 @@ def main(argv=None):
         pairs[pair] = dict(native=names[0], torch=names[1], torch_path=path, dtype=str(dtype).replace("torch.", ""),
                            hyper=hyper, target=target)
 
+    lowp = {}
+    for pair, prec, target in PRECISION:
+        native_cls, hyper, dtype = next((c, h, d) for p_, c, _, h, d, _ in PAIRS if p_ == pair)
+        name = f"{pair} {prec} state: adapprox"
+        params = [torch.nn.Parameter(v.to(dtype, copy=True)) for v in values]
+        for p, g in zip(params, grads_by_dtype[dtype]):
+            p.grad = g
+        runs[name] = dict(opt=native_cls(params, state_precision=prec, **hyper), params=params)
+        lowp[f"{pair} {prec}"] = dict(low=name, fp32=f"{pair}: adapprox", precision=prec, target=target)
+
     print(f"GPT-2-like: {args.layers} layers, width {args.width}, {n_params / 1e6:.2f}M params "
           f"({len(shapes)} tensors); threads: torch {torch.get_num_threads()}, adapprox {adapprox.num_threads()}; "
           f"{len(runs)} optimizers, {args.warmup} warm-up + {args.reps} timed repetitions, round-robin")
@@ -133,9 +148,23 @@ def main(argv=None):
                  "param diff"), rows))
     print("bf16:", BF16_NOTE)
 
+    rows = []  # state_precision: the same native optimizer with float32 and with low-precision state
+    for key, info in lowp.items():
+        lo, hi = summary[info["low"]], summary[info["fp32"]]
+        ratio = hi["median_ms"] / lo["median_ms"]
+        target = info["target"]
+        verdict = "none set" if target is None else f">= {target:g}: {'met' if ratio >= target else 'NOT met'}"
+        a, b = runs[info["low"]]["params"], runs[info["fp32"]]["params"]
+        scale = max(x.detach().abs().max().item() for x in b)
+        diff = max((x.detach().float() - y.detach().float()).abs().max().item() for x, y in zip(a, b)) / scale
+        info.update(low_ms=lo["median_ms"], fp32_ms=hi["median_ms"], ratio=ratio, verdict=verdict,
+                    max_param_diff=diff)
+        rows.append((key, f"{lo['median_ms']:.1f}", f"{hi['median_ms']:.1f}", f"{ratio:.2f}x", verdict, f"{diff:.1e}"))
+    print(table(("state_precision", "low-precision ms", "fp32 state ms", "fp32/low", "target", "param diff"), rows))
+
     path = write_results("family", dict(
         config=dict(layers=args.layers, width=args.width, vocab=50257, ctx=1024, n_params=n_params,
                     n_tensors=len(shapes), warmup=args.warmup, reps=args.reps, threads=args.threads,
                     max_other=args.max_other, contended=contended),
-        repetitions=reps, optimizers=summary, pairs=pairs, bf16_note=BF16_NOTE))
+        repetitions=reps, optimizers=summary, pairs=pairs, state_precision=lowp, bf16_note=BF16_NOTE))
     print(f"wrote {path}")

@@ -39,19 +39,24 @@ def param_groups(params, shapes, which):
     return groups + [dict(params=vectors)]
 
 
-def analytic_bytes(shapes, which, b1):
+def moment_bytes(numel, precision):
+    """Bytes of one dense moment: float32, bf16, or 8-bit codes with a float32 absmax per 256."""
+    return {"fp32": 4 * numel, "bf16": 2 * numel, "8bit": numel + 4 * -(-numel // 256)}[precision]
+
+
+def analytic_bytes(shapes, which, b1, precision="fp32"):
     total = 0
     for s in shapes:
         numel = int(torch.Size(s).numel())
         if len(s) >= 2:
-            total += 4 * (s[0] + numel // s[0]) * forced_rank(s, which) + (4 * numel if b1 > 0 else 0)
+            total += 4 * (s[0] + numel // s[0]) * forced_rank(s, which) + (moment_bytes(numel, precision) if b1 > 0 else 0)
         else:
-            total += 4 * numel * (2 if b1 > 0 else 1)
+            total += moment_bytes(numel, precision) * (2 if b1 > 0 else 1)
     return total
 
 
-def measure(model, which, b1, params, shapes):
-    opt = adapprox.torch.Adapprox(param_groups(params, shapes, which), betas=(b1, 0.999))
+def measure(model, which, b1, params, shapes, precision="fp32"):
+    opt = adapprox.torch.Adapprox(param_groups(params, shapes, which), betas=(b1, 0.999), state_precision=precision)
     t0 = time.perf_counter()
     opt.step()
     seconds = time.perf_counter() - t0
@@ -60,9 +65,10 @@ def measure(model, which, b1, params, shapes):
     del opt
     gc.collect()
     total, adamw = rep["total_bytes"], rep["adamw_bytes"]
-    return dict(model=model, rank="1" if which == 1 else "max", beta1=b1, ranks=sorted(ranks),
-                state_bytes=total, adamw_bytes=adamw, analytic_bytes=analytic_bytes(shapes, which, b1),
-                savings_pct=100 * (1 - total / adamw), paper_pct=PAPER[model][(which, b1)], step_s=seconds)
+    return dict(model=model, rank="1" if which == 1 else "max", beta1=b1, state_precision=precision, ranks=sorted(ranks),
+                state_bytes=total, adamw_bytes=adamw, analytic_bytes=analytic_bytes(shapes, which, b1, precision),
+                savings_pct=100 * (1 - total / adamw), paper_pct=PAPER[model][(which, b1)] if precision == "fp32"
+                else None, step_s=seconds)
 
 
 def main(argv=None):
@@ -84,18 +90,22 @@ def main(argv=None):
             p.grad = grads[s]
         n_params = sum(p.numel() for p in params)
         print(f"GPT-2 {model}: {layers} layers, width {width}, {n_params / 1e6:.1f}M params ({len(shapes)} tensors)")
-        for b1 in (0.9, 0.0):
+        for b1, precision in ((0.9, "fp32"), (0.0, "fp32"), (0.9, "8bit")):
             for which in (1, "max"):
-                r = measure(model, which, b1, params, shapes)
+                r = measure(model, which, b1, params, shapes, precision)
                 r["n_params"] = n_params
                 results.append(r)
-                rows.append((model, r["rank"], ",".join(map(str, r["ranks"])), b1, f"{r['state_bytes'] / 2**20:.1f}", f"{r['adamw_bytes'] / 2**20:.1f}",
-                             f"{r['savings_pct']:.1f}%", f"{r['paper_pct']:.1f}%",
+                rows.append((model, r["rank"], ",".join(map(str, r["ranks"])), b1, precision,
+                             f"{r['state_bytes'] / 2**20:.1f}", f"{r['adamw_bytes'] / 2**20:.1f}",
+                             f"{100 * r['state_bytes'] / r['adamw_bytes']:.1f}%",
+                             f"{r['savings_pct']:.1f}%", f"{r['paper_pct']:.1f}%" if r["paper_pct"] else "-",
                              "yes" if r["state_bytes"] == r["analytic_bytes"] else "NO", f"{r['step_s']:.1f}"))
-                print(f"  rank {r['rank']}, b1 {b1}: {r['savings_pct']:.1f}% saved, step {r['step_s']:.1f}s", flush=True)
+                print(f"  rank {r['rank']}, b1 {b1}, {precision}: {r['savings_pct']:.1f}% saved, step {r['step_s']:.1f}s",
+                      flush=True)
         del params, grads
         gc.collect()
 
-    print(table(("model", "rank", "k", "b1", "state MiB", "AdamW MiB", "saved", "paper", "=analytic", "step s"), rows))
+    print(table(("model", "rank", "k", "b1", "state_precision", "state MiB", "AdamW MiB", "% of AdamW", "saved", "paper",
+                 "=analytic", "step s"), rows))
     path = write_results("memory", dict(results=results))
     print(f"wrote {path}")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import adapprox.numpy as anp
+from adapprox import _core
 
 
 class DLTensor(ctypes.Structure):
@@ -90,11 +91,13 @@ CASES = [
                                                                              weight_decay=0.01)),
     ("adagram:lr=0.2,rank=3,weight_decay=0.01", lambda ps: anp.AdaGram(ps, lr=0.2, rank=3, weight_decay=0.01)),
     ("fullmatrixadagrad:lr=0.2,lr_decay=0.1", lambda ps: anp.FullMatrixAdagrad(ps, lr=0.2, lr_decay=0.1)),
+    ("adamw:lr=0.01,state_precision=2", lambda ps: anp.AdamW(ps, lr=0.01, state_precision="8bit")),
+    ("adapprox:lr=0.01,rank=2,state_precision=2", lambda ps: anp.Adapprox(ps, lr=0.01, rank=2, state_precision="8bit")),
 ]
 
 
 @pytest.mark.parametrize("spec, make", CASES, ids=["adapprox", "adam", "adafactor-torch", "adafactor-paper",
-                                                 "adagram", "fullmatrixadagrad"])
+                                                 "adagram", "fullmatrixadagrad", "adamw-8bit", "adapprox-8bit"])
 @pytest.mark.parametrize("python_first", [True, False], ids=["python-to-c", "c-to-python"])
 def test_state_crosses_the_abi(lib, spec, make, python_first):
     rng = np.random.default_rng(0)
@@ -255,3 +258,27 @@ def test_torch_front_restores_saved_hyperparameters_into_its_groups(lib):
     assert [g["lr"] for g in two.param_groups] == [0.1, 0.5]
     two.load_native_state(two_data, keep_hyperparameters=True)
     assert [g["lr"] for g in two.param_groups] == [0.1, 0.5]
+
+
+def test_c_handle_converts_8bit_state_it_loads(lib):
+    """8-bit state saved by Python, loaded by a float32 C handle: the handle decodes it (the values
+    the codes stand for), and steps on; loaded back into an 8-bit optimizer it is encoded again."""
+    rng = np.random.default_rng(1)
+    w = [rng.standard_normal((24, 40)).astype(np.float32)]
+    opt = anp.AdamW(w, lr=0.01, state_precision="8bit")
+    for _ in range(3):
+        opt.step([rng.standard_normal((24, 40)).astype(np.float32)])
+    codes, absmax = opt.state[0]["exp_avg"], opt.state[0]["exp_avg_absmax"]
+    c = COptimizer(lib, "adamw:lr=0.01")
+    c.load(opt.save_native_state(), keep_hyperparameters=True)
+    name, _, states = _core.decode_state(c.save())
+    bufs = states[0][2]
+    assert set(bufs) == {"exp_avg", "exp_avg_sq"} and bufs["exp_avg"].dtype == np.float32
+    scale = np.repeat(absmax, 256)[:codes.size].reshape(codes.shape)
+    lo = np.minimum(np.abs(bufs["exp_avg"]), scale)
+    assert np.all(np.abs(bufs["exp_avg"]) <= scale * (1 + 1e-6)) and np.all(lo >= 0)
+    assert np.array_equal(np.sign(bufs["exp_avg"]), np.where(codes & 127, np.where(codes & 128, -1, 1), 0))
+    c.step(w, [rng.standard_normal((24, 40)).astype(np.float32)])
+    back = anp.AdamW([w[0].copy()], lr=0.01, state_precision="8bit")
+    back.load_native_state(c.save(), keep_hyperparameters=True)
+    assert back.state[0]["exp_avg"].dtype == np.uint8 and back.state[0]["exp_avg_absmax"].shape == (4,)

@@ -357,3 +357,33 @@ def test_refusals_name_the_argument_and_change_nothing():
     with pytest.raises(ValueError):
         o.step()
     assert torch.equal(good, torch.ones(300)) and not o.state[good]
+
+
+@pytest.mark.parametrize("prec", ["bf16", "8bit"])
+@pytest.mark.parametrize("mode", ["torch", "paper"])
+def test_adafactor_low_precision(prec, mode):
+    """Adafactor's unfactored variance and (paper mode) first moment: the float32-state run within
+    a few percent, and a bit-for-bit resume from state_dict."""
+    paper = dict(beta1=0.9, lr=3e-2, relative_step=False, scale_parameter=False)  # (from zeros: no RMS(p) scaling)
+    kw = dict(mode=mode, state_precision=prec, **(paper if mode == "paper" else dict(lr=3e-2)))
+    f32, _, _ = _train(lambda ps: AT.Adafactor(ps, **dict(kw, state_precision="fp32")))
+    low, opt, (w, b) = _train(lambda ps: AT.Adafactor(ps, **kw))
+    start = _train(lambda ps: torch.optim.SGD(ps, lr=0.0), steps=1)[0]
+    assert abs(low - f32) < 0.05 * f32 + 2e-3 * start, (low, f32)
+    if mode == "paper":
+        assert low < 0.5 * start  # it trains (torch mode scales its steps by RMS(p), which starts at 0 here)
+    want = torch.bfloat16 if prec == "bf16" else torch.uint8
+    assert opt.state[b]["variance"].dtype == want
+    if mode == "paper":
+        assert opt.state[w]["exp_avg"].dtype == want and opt.state[w]["row_var"].dtype == torch.float32
+    sd = copy.deepcopy(opt.state_dict())
+    w2, b2 = w.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    o2 = AT.Adafactor([w2, b2], **kw)
+    o2.load_state_dict(sd)
+    g = torch.Generator().manual_seed(9)
+    for _ in range(3):
+        gw, gb = torch.randn(48, 8, generator=g), torch.randn(8, generator=g)
+        w.grad, b.grad, w2.grad, b2.grad = gw, gb, gw.clone(), gb.clone()
+        opt.step()
+        o2.step()
+    assert torch.equal(w, w2) and torch.equal(b, b2)

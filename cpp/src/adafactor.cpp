@@ -44,6 +44,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "adapprox/quantized_state.hpp"
 #include "adapprox/interrupt.hpp"
 #include "adapprox/thread_pool.hpp"
 #include "adapprox/tuning.hpp"
@@ -72,6 +73,8 @@ struct AdafactorHyper {
   bool relative_step = true;    // paper mode only
   bool scale_parameter = true;  // paper mode only
   bool maximize = false;
+  StatePrecision precision = StatePrecision::f32;  // of variance (unfactored) and exp_avg
+  bool stochastic_rounding = false;                // of bf16 parameters
 };
 
 AdafactorHyper native(const Hyper& h) {
@@ -88,6 +91,8 @@ AdafactorHyper native(const Hyper& h) {
   a.relative_step = h.at("relative_step") != 0;
   a.scale_parameter = h.at("scale_parameter") != 0;
   a.maximize = h.at("maximize") != 0;
+  a.precision = state_precision(h);
+  a.stochastic_rounding = adapprox::stochastic_rounding(h);
   return a;
 }
 
@@ -126,6 +131,10 @@ struct Buffers {
   T* col_var = nullptr;   // batch x n (factored)
   T* variance = nullptr;  // numel (not factored)
   T* exp_avg = nullptr;   // numel (paper mode with beta1 > 0)
+  // Low-precision state (state_precision; float math only): these replace variance / exp_avg,
+  // stepped block by block.
+  const Moment* variance_q = nullptr;
+  const Moment* exp_avg_q = nullptr;
 };
 
 constexpr int64_t kGrain = tuning::kFactoredGrain;
@@ -220,6 +229,90 @@ struct ShardSums {
   }
 };
 
+// Passes 2 and 3 with a low-precision variance (unfactored) or exp_avg, block by block.
+template <class AllRanks>
+void step_blocks(const Dims& dims, const Buffers<float>& bf, float* theta, const float* g, const AdafactorHyper& h,
+                 const UpdateRule<float>& rule, const FactoredRule<float>& frule, const std::vector<float>& ra,
+                 const std::vector<float>& cb, double theta_sq, double t, const AllRanks& all_ranks, bool use_m) {
+  const bool paper = h.mode == AdafactorMode::paper;
+  const int64_t N = dims.numel(), m = dims.rows, n = dims.cols;
+  const int64_t blocks = quant_blocks(N), bgrain = std::max<int64_t>(1, kGrain / kQuantBlock);
+  // v of block elements [lo, lo + len): the decoded variance (unfactored) or null (factored).
+  auto v_block = [&](int64_t lo, int64_t len, float* vb) -> const float* {
+    if (dims.factored) return nullptr;
+    if (bf.variance_q) {
+      load_block(*bf.variance_q, lo, len, vb);
+      return vb;
+    }
+    return bf.variance + lo;
+  };
+  // Pass 2: RMS(U).
+  double u_sq = 0;
+  if (dims.factored) {
+    std::vector<double> usq(chunk_count(dims.batch * m, row_grain(n)), 0.0);
+    parallel_chunks(dims.batch * m, row_grain(n), [&](int c, int64_t r0, int64_t r1) {
+      double s = 0;
+      for (int64_t r = r0; r < r1; ++r) s += row_update_sq(frule, g + r * n, ra[r], cb.data() + (r / m) * n, n);
+      usq[c] = s;
+    });
+    for (double s : usq) u_sq += s;
+  } else {
+    std::vector<double> usq(chunk_count(blocks, bgrain), 0.0);
+    parallel_chunks(blocks, bgrain, [&](int c, int64_t b0, int64_t b1) {
+      float vb[kQuantBlock];
+      double s = 0;
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t lo = blk * kQuantBlock, len = std::min(kQuantBlock, N - lo);
+        const float* V = v_block(lo, len, vb);
+        for (int64_t i = 0; i < len; ++i) {
+          const double u = static_cast<double>(rule(V[i], g[lo + i]));
+          s += u * u;
+        }
+      }
+      usq[c] = s;
+    });
+    for (double s : usq) u_sq += s;
+  }
+  all_ranks(&u_sq, 1);
+  const double rho = (paper && !h.relative_step) ? h.lr : std::min(h.lr, 1.0 / std::pow(t, 0.5));
+  const ApplyScalars<float> ac = math::adafactor_apply_scalars<float>(
+      theta_sq, u_sq, static_cast<double>(dims.whole_numel), rho, paper, h.scale_parameter, h.eps2, h.d, h.lr,
+      h.weight_decay, h.beta1);
+  // Pass 3: the update, each block of the first moment decoded, updated and encoded once.
+  auto pass3 = [&](auto mode) {
+    constexpr ApplyMode M = decltype(mode)::value;
+    parallel_chunks(blocks, bgrain, [&](int, int64_t b0, int64_t b1) {
+      float vb[kQuantBlock], mb[kQuantBlock];
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t lo = blk * kQuantBlock, len = std::min(kQuantBlock, N - lo);
+        float* mom = nullptr;
+        if (use_m && bf.exp_avg_q) {
+          load_block(*bf.exp_avg_q, lo, len, mb);
+          mom = mb;
+        } else if (use_m) {
+          mom = bf.exp_avg + lo;
+        }
+        if (dims.factored) {
+          for (int64_t e = lo; e < lo + len;) {  // the rows this block crosses, piece by piece
+            const int64_t r = e / n, j = e - r * n, seg = std::min(lo + len, (r + 1) * n) - e;
+            row_apply<M>(frule, ac, theta + e, g + e, ra[r], cb.data() + (r / m) * n + j,
+                         mom ? mom + (e - lo) : nullptr, seg);
+            e += seg;
+          }
+        } else {
+          const float* V = v_block(lo, len, vb);
+          for (int64_t i = 0; i < len; ++i)
+            apply_one<M>(ac, theta[lo + i], mom ? mom + i : nullptr, rule(V[i], g[lo + i]));
+        }
+        if (use_m && bf.exp_avg_q) store_block(*bf.exp_avg_q, lo, len, mb);
+      }
+    });
+  };
+  if (!paper) pass3(std::integral_constant<ApplyMode, ApplyMode::torch>{});
+  else if (!use_m) pass3(std::integral_constant<ApplyMode, ApplyMode::paper>{});
+  else pass3(std::integral_constant<ApplyMode, ApplyMode::paper_momentum>{});
+}
+
 template <class T>
 void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const AdafactorHyper& h, double eps1,
                 int64_t step, const RowShard& shard) {
@@ -298,6 +391,28 @@ void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const Ada
       const T mean = static_cast<T>(s / whole_m);
       den[b] = paper ? mean : (mean < static_cast<T>(eps1) ? static_cast<T>(eps1) : mean);
     }
+  } else if (bf.variance_q) {
+    if constexpr (std::is_same_v<T, float>) {  // v block by block: decoded, updated, encoded
+      const int64_t blocks = quant_blocks(N), bgrain = kGrain / kQuantBlock;
+      std::vector<double> tsq(chunk_count(blocks, bgrain), 0.0);
+      const float addT = static_cast<float>(add);
+      parallel_chunks(blocks, bgrain, [&](int c, int64_t b0, int64_t b1) {
+        float vb[kQuantBlock];
+        double ts = 0;
+        for (int64_t blk = b0; blk < b1; ++blk) {
+          const int64_t lo = blk * kQuantBlock, len = std::min(kQuantBlock, N - lo);
+          load_block(*bf.variance_q, lo, len, vb);
+          for (int64_t i = 0; i < len; ++i) {
+            vb[i] = math::adafactor_lerp(vb[i], g[lo + i] * g[lo + i] + addT, w);
+            ts += static_cast<double>(theta[lo + i]) * static_cast<double>(theta[lo + i]);
+          }
+          store_block(*bf.variance_q, lo, len, vb);
+        }
+        tsq[c] = ts;
+      });
+      for (double s : tsq) theta_sq += s;
+      all_ranks(&theta_sq, 1);
+    }
   } else {
     const int chunks = chunk_count(N, kGrain);
     std::vector<double> tsq(chunks, 0.0);
@@ -332,6 +447,15 @@ void step_typed(const Dims& dims, Buffers<T> bf, T* theta, const T* g, const Ada
   }
   const int64_t grain = dims.factored ? row_grain(n) : kGrain;
   const int64_t units = dims.factored ? B * m : N;  // rows, or elements
+
+  // Low-precision state: passes 2 and 3 walk blocks of kQuantBlock elements (each chunk owns
+  // whole blocks), decoding v and m on the stack.
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf.variance_q || bf.exp_avg_q) {
+      step_blocks(dims, bf, theta, g, h, rule, frule, ra, cb, theta_sq, t, all_ranks, use_m);
+      return;
+    }
+  }
 
   // Pass 2: RMS(U) for the update clipping.
   std::vector<double> usq(chunk_count(units, grain), 0.0);
@@ -396,15 +520,26 @@ void step_slot(Slot& s, const AdafactorHyper& h, double eps1) {
     return like.back()->data();
   };
   size_t k = 1;  // after "step"
+  std::unique_ptr<Moment> vq, mq;  // low-precision moments (state_precision), float math only
+  const bool low = std::is_same_v<T, float> && h.precision != StatePrecision::f32;
   if (dims.factored) {
     bf.row_var = static_cast<T*>(s.state[k++].data);
     bf.col_var = static_cast<T*>(s.state[k++].data);
+  } else if (low) {
+    vq = std::make_unique<Moment>(moment_of(s, k, MomentKind::nonnegative, 0));
+    bf.variance_q = vq.get();
+    k += moment_buffers(h.precision);
   } else {
     bf.variance = stage(s.state[k++]);
   }
-  if (use_m) bf.exp_avg = stage(s.state[k++]);
+  if (use_m && low) {
+    mq = std::make_unique<Moment>(moment_of(s, k, MomentKind::signed_value, 1));
+    bf.exp_avg_q = mq.get();
+  } else if (use_m) {
+    bf.exp_avg = stage(s.state[k++]);
+  }
   step_typed<T>(dims, bf, theta.data(), grad.data(), h, eps1, s.t, s.shard);
-  theta.store();
+  theta.store(h.stochastic_rounding, rounding_key(s.index, s.t, kParamRoundingBuffer));
   for (const auto& b : like) b->store();
 }
 
@@ -436,6 +571,8 @@ class Adafactor final : public Algorithm {
         {"relative_step", 1, 0, 1, false, false, true, "paper mode: rho_t = min(lr, 1/sqrt(t)) (0: lr)"},
         {"scale_parameter", 1, 0, 1, false, false, true, "paper mode: scale the step by max(eps2, RMS(theta))"},
         {"maximize", 0, 0, 1, false, false, true, "maximize the objective"},
+        state_precision_param(),
+        stochastic_rounding_param(),
     };
     return params;
   }
@@ -474,12 +611,18 @@ class Adafactor final : public Algorithm {
       s.push_back(row);
       s.push_back(col);
     } else {
-      s.push_back(algorithms::like_param("variance", sd, shape));
+      add_moment(s, "variance", MomentKind::nonnegative, sd, shape, state_precision(h));
     }
-    if (h.at("mode") == 1 && h.at("beta1") > 0) s.push_back(algorithms::like_param("exp_avg", sd, shape));
+    if (h.at("mode") == 1 && h.at("beta1") > 0)
+      add_moment(s, "exp_avg", MomentKind::signed_value, sd, shape, state_precision(h));
     return s;
   }
-  void check_state(const Hyper&, const Slot& s, const std::string& who) const override {
+  void check_state(const Hyper& hyper, const Slot& s, const std::string& who) const override {
+    check_precision_supported(hyper, s, who);
+    if (state_precision(hyper) != StatePrecision::f32 && !s.param.contiguous())
+      throw Error(ErrorKind::value, who + ": Adafactor keeps low-precision moments (state_precision " +
+                                        precision_name(state_precision(hyper)) +
+                                        ") for C-contiguous parameters only; use .contiguous() or state_precision fp32");
     if (s.param.device.kind == Device::cuda && Dims(s.param.shape).batch * Dims(s.param.shape).rows > INT32_MAX)
       throw Error(ErrorKind::value, who + ": Adafactor on CUDA takes at most 2^31 - 1 rows (the product of all "
                                           "dimensions but the last)");

@@ -60,12 +60,14 @@ class Adafactor(NativeOptimizer):
 
     def __init__(self, params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *,
                  foreach=None, maximize=False, mode="torch", beta1=None, relative_step=True,
-                 scale_parameter=True, decay_rate=None, eps1=None, eps2=None):
+                 scale_parameter=True, decay_rate=None, eps1=None, eps2=None, state_precision="fp32",
+                 stochastic_rounding=False):
         if isinstance(lr, torch.Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
         defaults = S.make_defaults(lr, beta2_decay, eps, d, weight_decay, foreach, maximize, mode, beta1,
                                    relative_step, scale_parameter, decay_rate, eps1, eps2)
-        super().__init__(params, defaults)
+        super().__init__(params, dict(defaults, state_precision=state_precision,
+                                                 stochastic_rounding=stochastic_rounding))
         for group in self.param_groups:
             S.check_hyper(group)
 
