@@ -94,22 +94,28 @@ def test_second_moments_stay_accurate_near_zero():
     assert np.abs(got / 1e-8 - 1).max() < 2 * 2.0 ** -4 + 1e-3  # (1 + 2^-4)^2 - 1 at most
 
 
-@pytest.mark.parametrize("kind", ["signed", "nonnegative"])
-def test_rounding_is_unbiased(kind):
-    """Stochastic rounding: over many keys the decoded values average to the stored ones, where
-    rounding to nearest would keep a fixed error of up to half a code."""
+def test_second_moments_round_without_bias_first_moments_to_nearest():
+    """Second moments round stochastically: over many keys the decoded values average to the
+    stored ones (rounding to nearest would keep a fixed error of up to half a code). First
+    moments round to the nearest code, whatever the key."""
     rng = np.random.default_rng(2)
     x = rng.uniform(0.2, 0.9, BLOCK).astype(np.float32)
     x[0] = 1.0
-    if kind == "signed":
-        x[1::2] *= -1
-    runs = np.stack([decode(*encode(x, kind, step=s), kind) for s in range(400)])
+    runs = np.stack([decode(*encode(x, "nonnegative", step=s), "nonnegative") for s in range(400)])
     spread = runs.std(axis=0).max()
     assert spread > 0  # it is random
     err = np.abs(runs.mean(axis=0) - x)
     assert err.max() < 5 * spread / np.sqrt(400) + 1e-7
-    again = decode(*encode(x, kind, step=7), kind)
-    assert np.array_equal(again, runs[7])  # and reproducible for the same key
+    assert np.array_equal(decode(*encode(x, "nonnegative", step=7), "nonnegative"), runs[7])  # reproducible
+    y = x.copy()
+    y[1::2] *= -1
+    got = decode(*encode(y, "signed", step=1), "signed")
+    assert np.array_equal(got, decode(*encode(y, "signed", step=2), "signed"))
+    a = np.abs(y).max()
+    for i in range(BLOCK):
+        lo, hi = neighbours(abs(float(y[i])), SIGNED, a)
+        nearest = lo if abs(y[i]) - lo <= hi - abs(y[i]) else hi
+        assert abs(abs(got[i]) - nearest) <= 1e-6 * a or abs(abs(y[i]) - lo - (hi - abs(y[i]))) < 1e-6 * a
 
 
 def _regression(seed=0, n=2048, d=48, dtype=torch.float32):
@@ -165,7 +171,7 @@ def test_moments_track_float32_moments(prec):
     sd["param_groups"][0]["state_precision"] = "fp32"
     full.load_state_dict(sd)  # decoded to float32 by the state_precision conversion
     st, rst = next(iter(full.state.values())), ropt.state[r]
-    # measured: bf16 0.6% / 3.2%, 8-bit 8% / 8.6% (relative Frobenius error of m / v after 200 steps)
+    # measured: bf16 0.6% / 3.2%, 8-bit 5.6% / 8.6% (relative Frobenius error of m / v after 200 steps)
     for k, limit in (("exp_avg", 0.02 if prec == "bf16" else 0.15), ("exp_avg_sq", 0.06 if prec == "bf16" else 0.15)):
         assert st[k].dtype == torch.float32
         rel = ((st[k] - rst[k]).norm() / rst[k].norm()).item()

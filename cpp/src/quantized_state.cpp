@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 
+#include "adapprox/tensor_ops.hpp"
 #include "isa_dispatch.hpp"
 #include "math/quantize.hpp"
 #include "math/random.hpp"
@@ -71,8 +72,8 @@ void encode_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
     const float* sq = t.unsigned_raw_sq.data();
     for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_unsigned(in[i], scale, lane_noise(k, i), sq);
   } else {
-    const float scale = t.signed_max / a;
-    for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_signed(in[i], scale, lane_noise(k, i));
+    const float scale = t.signed_max / a;  // first moments: to nearest (math/quantize.hpp)
+    for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_signed(in[i], scale, 1u << (22 - kSignedMantissa));
   }
 }
 
@@ -177,7 +178,14 @@ void load_block(const Moment& m, int64_t lo, int64_t n, float* out) {
 void store_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
   switch (m.prec) {
     case StatePrecision::f32: std::memcpy(static_cast<float*>(m.data) + lo, in, n * sizeof(float)); break;
-    case StatePrecision::bf16: store_bf16_stochastic(in, static_cast<uint16_t*>(m.data) + lo, n, m.key, lo); break;
+    case StatePrecision::bf16:  // second moments stochastically, first moments to nearest (math/quantize.hpp)
+      if (m.kind == MomentKind::nonnegative) {
+        store_bf16_stochastic(in, static_cast<uint16_t*>(m.data) + lo, n, m.key, lo);
+      } else {
+        TensorRef out{static_cast<uint16_t*>(m.data) + lo, DType::bf16, {n}, {}};
+        from_float32(in, out);
+      }
+      break;
     case StatePrecision::q8: with_best_isa([&] { encode_block(m, lo, n, in); }); break;
   }
 }

@@ -178,8 +178,8 @@ PRECISION_ARGS = {
     "state_precision": "'fp32' (default), 'bf16' or '8bit': how dense moments are stored. 'bf16' keeps them in "
                        "bfloat16; '8bit' as one byte per element with a float32 absmax per block of 256 (signed "
                        "moments as a 4-exponent/3-mantissa code, second moments as the square root in a "
-                       "4/4 code). Both round stochastically (reproducibly: keyed by parameter, step and element); "
-                       "each block is decoded, updated and encoded in one pass. CPU only; float32/bf16/fp16 "
+                       "4/4 code). Second moments round stochastically (reproducibly: keyed by parameter, step and "
+                       "element), first moments to nearest; each block is decoded, updated and encoded in one pass. CPU only; float32/bf16/fp16 "
                        "parameters ('8bit' needs C-contiguous ones).",
     "stochastic_rounding": "write bf16 parameters with stochastic rounding (unbiased; keyed like the state's) "
                            "instead of rounding to nearest, for pure-bf16 training without float32 master weights.",

@@ -8,8 +8,9 @@
 // An 8-bit moment `name` is two buffers: `name` (uint8 codes, like the parameter) and
 // `name_absmax` (float32, one per block of kQuantBlock elements in memory order). A step never
 // holds more than one block of a moment in float32: each block is decoded, updated and encoded
-// again in one pass. Rounding is stochastic, keyed by (parameter index, step, buffer, element):
-// results are reproducible and do not depend on the thread count.
+// again in one pass. Second moments round stochastically, keyed by (parameter index, step,
+// buffer, element): results are reproducible and do not depend on the thread count; first
+// moments round to nearest (why: cpp/src/math/quantize.hpp).
 #pragma once
 #include <cstdint>
 #include <string>
