@@ -1,9 +1,10 @@
-"""Entry point: ``python -m bench {step,memory,family,train,glm,distributed,profile,all} [suite options]``."""
+"""Entry point: ``python -m bench {step,memory,family,train,glm,distributed,profile,moments,all} [suite options]``."""
 import importlib
 import sys
 
 SUITES = {"step": "bench.step_time", "memory": "bench.memory", "family": "bench.family", "train": "bench.train",
-          "glm": "bench.glm", "distributed": "bench.distributed", "profile": "bench.profile"}
+          "glm": "bench.glm", "distributed": "bench.distributed", "profile": "bench.profile",
+          "moments": "bench.moments"}
 
 
 def main(argv):
