@@ -393,3 +393,38 @@ def test_adafactor_low_precision(prec, mode):
         opt.step()
         o2.step()
     assert torch.equal(w, w2) and torch.equal(b, b2)
+
+
+@pytest.mark.parametrize("prec", ["bf16", "8bit"])
+@pytest.mark.parametrize("name", ["adamw", "adapprox", "adafactor"])
+def test_jax_equals_torch_in_low_precision(name, prec):
+    """adapprox.jax with state_precision: the same codes and parameters as the torch front, bit for
+    bit, under jit with the 8-bit codes and bf16 moments as JAX arrays."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    import adapprox.jax as AJ
+    rng = np.random.default_rng(0)
+    w0, b0 = rng.standard_normal((40, 33)).astype(np.float32), rng.standard_normal(33).astype(np.float32)
+    grads = [(rng.standard_normal((40, 33)).astype(np.float32), rng.standard_normal(33).astype(np.float32))
+             for _ in range(4)]
+    jkw, tkw = {"adamw": ({}, {}), "adapprox": (dict(rank=2), dict(rank=2)),
+                "adafactor": (dict(mode=1, beta1=0.9), dict(mode="paper", beta1=0.9))}[name]
+    tx = getattr(AJ, name)(learning_rate=1e-2, state_precision=prec, **jkw)
+    params = {"b": jnp.asarray(b0), "w": jnp.asarray(w0)}
+    state = tx.init(params)
+    step = jax.jit(tx.step)
+    tb, tw = torch.tensor(b0, requires_grad=True), torch.tensor(w0, requires_grad=True)
+    opt = {"adamw": AT.AdamW, "adapprox": AT.Adapprox, "adafactor": AT.Adafactor}[name](
+        [tb, tw], lr=1e-2, state_precision=prec, **tkw)
+    for gw, gb in grads:
+        params, state = step(params, {"b": jnp.asarray(gb), "w": jnp.asarray(gw)}, state)
+        tw.grad, tb.grad = torch.tensor(gw), torch.tensor(gb)
+        opt.step()
+    assert np.array_equal(np.asarray(params["w"]), tw.detach().numpy())
+    assert np.array_equal(np.asarray(params["b"]), tb.detach().numpy())
+    code = state.buffers[1]["exp_avg"]
+    assert str(code.dtype) == ("uint8" if prec == "8bit" else "bfloat16")
+    if prec == "8bit":
+        assert np.array_equal(np.asarray(code), opt.state[tw]["exp_avg"].numpy())
+    with pytest.raises(ValueError, match="state_precision"):
+        getattr(AJ, name)(state_precision="4bit")

@@ -56,6 +56,7 @@ bool dtype_of(int32_t xla, DType* out) {
     case ffi::kF64: return *out = DType::f64, true;
     case ffi::kF16: return *out = DType::f16, true;
     case ffi::kBF16: return *out = DType::bf16, true;
+    case ffi::kU8: return *out = DType::u8, true;  // 8-bit moment codes
     default: return false;
   }
 }

@@ -38,7 +38,7 @@ struct ErrorCreateArgs {
 };
 
 // Buffer element types (XLA's PrimitiveType numbers).
-enum DataType : int32_t { kPred = 1, kS32 = 4, kS64 = 5, kF16 = 10, kF32 = 11, kF64 = 12, kBF16 = 16 };
+enum DataType : int32_t { kPred = 1, kS32 = 4, kS64 = 5, kU8 = 6, kF16 = 10, kF32 = 11, kF64 = 12, kBF16 = 16 };
 
 struct Buffer {
   size_t struct_size;

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _core
+from .._precision import PRECISIONS
 
 TARGET = "adapprox_step"
 _registered = False
@@ -122,6 +123,10 @@ def make_transformation(algorithm: str, learning_rate: Any, hyper: dict) -> Nati
     if "lr" in hyper:
         raise TypeError("pass the learning rate as learning_rate")
     hyper = {k: v for k, v in hyper.items() if v is not None}  # None: the C++ API's default for the key
+    if isinstance(hyper.get("state_precision"), str):  # "fp32" / "bf16" / "8bit", as in the other fronts
+        if hyper["state_precision"] not in PRECISIONS:
+            raise ValueError(f"state_precision must be one of {sorted(PRECISIONS)}, got {hyper['state_precision']!r}")
+        hyper["state_precision"] = PRECISIONS[hyper["state_precision"]]
     lr0 = 0.0 if callable(learning_rate) else float(learning_rate)
     full = dict(_core.check_hyper(algorithm, dict(hyper, lr=lr0)))  # ValueError naming a bad key
     # A constant lr travels as a float64 attribute (the other fronts' exact value); a schedule's
