@@ -174,7 +174,10 @@ def test_memory_report_counts_exact_bytes():
     rep = opt.memory_report()
     # W: first moment 64x32 + Q 64x3 + U 32x3; bias: first moment + dense second moment
     assert rep["total_bytes"] == 4 * (64 * 32 + (64 + 32) * 3) + 4 * 2 * 32
-    assert rep["params"][0] == dict(shape=(64, 32), rank=3, factored=True, state_bytes=4 * (64 * 32 + 96 * 3))
+    assert rep["params"][0] == dict(shape=(64, 32), rank=3, factored=True, state_bytes=4 * (64 * 32 + 96 * 3),
+                                    buffers=dict(exp_avg=4 * 64 * 32, factor_q=4 * 64 * 3, factor_u=4 * 32 * 3))
+    assert rep["buffers"] == dict(exp_avg=4 * (64 * 32 + 32), factor_q=4 * 64 * 3, factor_u=4 * 32 * 3,
+                                  exp_avg_sq=4 * 32)
     opt_b0 = atorch.Adapprox([w], betas=(0.0, 0.999), max_rank=1)
     opt_b0.step()
     assert opt_b0.memory_report()["total_bytes"] == 4 * (64 + 32)

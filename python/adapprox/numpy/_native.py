@@ -259,15 +259,18 @@ class NativeOptimizer:
 
     def memory_report(self):
         """Same layout as the torch optimizers' memory_report."""
-        params, total, adamw = [], 0, 0
+        params, total, adamw, kinds = [], 0, 0, {}
         for i, p in enumerate(self.params):
             shape = tuple(np.shape(p))
             st = self.state.get(i, {})
-            nbytes = sum(v.nbytes for k, v in st.items() if k != "step")
+            per = {k: v.nbytes for k, v in st.items() if k != "step"}
+            nbytes = sum(per.values())
+            for k, b in per.items():
+                kinds[k] = kinds.get(k, 0) + b
             total += nbytes
             adamw += 2 * math.prod(shape) * np.asarray(p).itemsize
-            params.append(dict(shape=shape, state_bytes=nbytes, **self._describe(p, st)))
-        return dict(total_bytes=total, adamw_bytes=adamw, params=params)
+            params.append(dict(shape=shape, state_bytes=nbytes, buffers=per, **self._describe(p, st)))
+        return dict(total_bytes=total, adamw_bytes=adamw, buffers=kinds, params=params)
 
     def _describe(self, param, st) -> dict:
         return {}
