@@ -190,7 +190,8 @@ def test_memory_report_counts_factors_at_capacity():
     report = aj.memory_report(state, params)
     # b: a dense second moment (1-D); w: Q (256 x 8) and U (128 x 8) at capacity, no first moment.
     assert report["params"][0]["state_bytes"] == 128 * 4
-    assert report["params"][1] == dict(shape=(256, 128), state_bytes=(256 + 128) * 8 * 4, rank=0, capacity=8)
+    assert report["params"][1] == dict(shape=(256, 128), state_bytes=(256 + 128) * 8 * 4, rank=0, capacity=8,
+                                       buffers=dict(factor_q=256 * 8 * 4, factor_u=128 * 8 * 4))
     assert report["total_bytes"] == 128 * 4 + (256 + 128) * 8 * 4
     assert report["adamw_bytes"] == 2 * (256 * 128 + 128) * 4
     # The default capacity: max(1, min(m, n) // 4) columns.

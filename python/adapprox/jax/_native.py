@@ -163,18 +163,21 @@ def make_transformation(algorithm: str, learning_rate: Any, hyper: dict) -> Nati
 
 
 def memory_report(state: NativeState, params) -> dict:
-    """{'total_bytes', 'adamw_bytes', 'params': [{'shape', 'state_bytes', 'rank', 'capacity'}]}:
+    """{'total_bytes', 'adamw_bytes', 'buffers', 'params': [{'shape', 'state_bytes', 'buffers', 'rank', 'capacity'}]}:
     the bytes of every state array but ``step`` and the column counts, factors counted at their
     fixed capacity (what JAX holds), against AdamW's two moments in the parameters' dtype."""
     leaves = jax.tree_util.tree_leaves(params)
-    rows, total, adamw = [], 0, 0
+    rows, total, adamw, kinds = [], 0, 0, {}
     for p, st in zip(leaves, state.buffers):
-        nbytes = sum(int(np.prod(a.shape)) * jnp.dtype(a.dtype).itemsize
-                     for k, a in st.items() if k != "step" and not k.endswith("_cols"))
+        per = {k: int(np.prod(a.shape)) * jnp.dtype(a.dtype).itemsize
+               for k, a in st.items() if k != "step" and not k.endswith("_cols")}
+        nbytes = sum(per.values())
+        for k, b in per.items():
+            kinds[k] = kinds.get(k, 0) + b
         total += nbytes
         adamw += 2 * int(np.prod(p.shape)) * jnp.dtype(p.dtype).itemsize
-        row = dict(shape=tuple(p.shape), state_bytes=nbytes)
+        row = dict(shape=tuple(p.shape), state_bytes=nbytes, buffers=per)
         if "factor_q" in st:
             row.update(rank=int(st["factor_q_cols"]), capacity=int(st["factor_q"].shape[1]))
         rows.append(row)
-    return dict(total_bytes=total, adamw_bytes=adamw, params=rows)
+    return dict(total_bytes=total, adamw_bytes=adamw, buffers=kinds, params=rows)
