@@ -91,7 +91,7 @@ CASES = [
                                                                              weight_decay=0.01)),
     ("adagram:lr=0.2,rank=3,weight_decay=0.01", lambda ps: anp.AdaGram(ps, lr=0.2, rank=3, weight_decay=0.01)),
     ("fullmatrixadagrad:lr=0.2,lr_decay=0.1", lambda ps: anp.FullMatrixAdagrad(ps, lr=0.2, lr_decay=0.1)),
-    ("adamw:lr=0.01,state_precision=2", lambda ps: anp.AdamW(ps, lr=0.01, state_precision="8bit")),
+    ("adamw:lr=0.01,state_precision=8bit", lambda ps: anp.AdamW(ps, lr=0.01, state_precision="8bit")),
     ("adapprox:lr=0.01,rank=2,state_precision=2", lambda ps: anp.Adapprox(ps, lr=0.01, rank=2, state_precision="8bit")),
 ]
 

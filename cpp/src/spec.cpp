@@ -59,6 +59,10 @@ Spec parse_spec(const std::string& text) {
       spec.values[key] = value == "true";
       continue;
     }
+    if (key == "state_precision" && (value == "fp32" || value == "bf16" || value == "8bit")) {  // its names
+      spec.values[key] = value == "fp32" ? 0 : value == "bf16" ? 1 : 2;
+      continue;
+    }
     // std::from_chars: the same digits mean the same number under every locale (strtod reads
     // "0,001" under de_DE); decimal or scientific notation only (no hex, no leading '+').
     double x = 0;
