@@ -618,11 +618,7 @@ class Adafactor final : public Algorithm {
     return s;
   }
   void check_state(const Hyper& hyper, const Slot& s, const std::string& who) const override {
-    check_precision_supported(hyper, s, who);
-    if (state_precision(hyper) != StatePrecision::f32 && !s.param.contiguous())
-      throw Error(ErrorKind::value, who + ": Adafactor keeps low-precision moments (state_precision " +
-                                        precision_name(state_precision(hyper)) +
-                                        ") for C-contiguous parameters only; use .contiguous() or state_precision fp32");
+    check_precision_supported(hyper, s, who, "Adafactor");
     if (s.param.device.kind == Device::cuda && Dims(s.param.shape).batch * Dims(s.param.shape).rows > INT32_MAX)
       throw Error(ErrorKind::value, who + ": Adafactor on CUDA takes at most 2^31 - 1 rows (the product of all "
                                           "dimensions but the last)");

@@ -513,11 +513,7 @@ class Adapprox final : public Algorithm {
     return s;
   }
   void check_state(const Hyper& hyper, const Slot& s, const std::string& who) const override {
-    check_precision_supported(hyper, s, who);
-    if (state_precision(hyper) != StatePrecision::f32 && !s.param.contiguous())
-      throw Error(ErrorKind::value, who + ": Adapprox keeps low-precision moments (state_precision " +
-                                        precision_name(state_precision(hyper)) +
-                                        ") for C-contiguous parameters only; use .contiguous() or state_precision fp32");
+    check_precision_supported(hyper, s, who, "Adapprox");
     if (s.param.device.kind == Device::cuda && !s.param.shape.empty() && s.param.shape[0] > INT32_MAX)
       throw Error(ErrorKind::value, who + ": Adapprox on CUDA takes at most 2^31 - 1 rows (the first dimension)");
     if (s.param.device.kind == Device::cuda && (s.param.dtype != DType::f32 || !s.param.contiguous()))

@@ -216,13 +216,17 @@ void convert_moment(const Moment& src, const Moment& dst, int64_t numel) {
   }
 }
 
-void check_precision_supported(const Hyper& h, const Slot& s, const std::string& who) {
+void check_precision_supported(const Hyper& h, const Slot& s, const std::string& who, const char* c_order_user) {
   const StatePrecision p = state_precision(h);
   if (s.param.device.kind == Device::cuda && (p != StatePrecision::f32 || stochastic_rounding(h)))
     throw Error(ErrorKind::device, who + ": state_precision " + precision_name(p) + " and stochastic_rounding are "
                                          "CPU-only in this release; on CUDA use state_precision fp32 and "
                                          "stochastic_rounding off");
   if (p == StatePrecision::f32) return;
+  if (c_order_user && !s.param.contiguous())
+    throw Error(ErrorKind::value, who + ": " + c_order_user + " keeps low-precision moments (state_precision " +
+                                      precision_name(p) + ") for C-contiguous parameters only; use .contiguous() or "
+                                      "state_precision fp32");
   if (p == StatePrecision::q8 && !s.param.contiguous())
     throw Error(ErrorKind::value, who + ": state_precision 8bit needs a C-contiguous parameter (its blocks follow "
                                       "the C order the state is saved in); this one is not C-contiguous" +

@@ -71,8 +71,11 @@ void round_bf16_stochastic(float* x, int64_t n, uint64_t key);
 void convert_moment(const Moment& src, const Moment& dst, int64_t numel);
 
 // The check every optimizer with low-precision state runs in check_state: float32, bf16 or
-// fp16 parameters only (float64 parameters keep float64 moments). Throws Error(value).
-void check_precision_supported(const Hyper& h, const Slot& s, const std::string& who);
+// fp16 parameters only (float64 parameters keep float64 moments), on the CPU, not row-sharded;
+// an optimizer that walks its moments in C order (`c_order_user`: its name) needs C-contiguous
+// parameters. Throws Error(value) (Error(device) on CUDA).
+void check_precision_supported(const Hyper& h, const Slot& s, const std::string& who,
+                               const char* c_order_user = nullptr);
 
 }  // namespace adapprox
 
