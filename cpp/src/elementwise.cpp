@@ -47,18 +47,20 @@ void run_converted(const ElementwiseAlgorithm& algo, const Hyper& h, const Eleme
 }
 
 // Elements [b, e) of a slot with low-precision moments or a stochastically rounded bf16
-// parameter, one block of kQuantBlock at a time (b is a multiple of it): each block of the
-// parameter, gradient and moments is widened to float32 on the stack, stepped, and rounded back.
+// parameter, kStage elements (whole blocks of kQuantBlock; b is a multiple of it) at a time:
+// the parameter, gradient and moments are widened to float32 on the stack, stepped by one call
+// of the kernel, and rounded back block by block.
 constexpr size_t kMaxMoments = 4;
+constexpr int64_t kStage = 8 * kQuantBlock;
 void run_blocked(const ElementwiseAlgorithm& algo, const Hyper& h, const ElementwiseState& st, const Slot& s,
                  const std::vector<Moment>& moments, bool param_sr, int64_t b, int64_t e) {
   const int64_t es = dtype_size(s.param.dtype);
   const bool direct = s.param.dtype == DType::f32;
   const uint64_t param_key = rounding_key(s.index, s.t, kParamRoundingBuffer);
-  float p_tmp[kQuantBlock], g_tmp[kQuantBlock], m_tmp[kMaxMoments][kQuantBlock];
+  alignas(64) float p_tmp[kStage], g_tmp[kStage], m_tmp[kMaxMoments][kStage];
   float* bufs[kMaxMoments];
-  for (int64_t lo = b; lo < e; lo += kQuantBlock) {
-    const int64_t n = std::min(kQuantBlock, e - lo);
+  for (int64_t lo = b; lo < e; lo += kStage) {
+    const int64_t n = std::min(kStage, e - lo);
     float *p = p_tmp, *g = g_tmp;
     TensorRef pc{static_cast<char*>(s.param.data) + lo * es, s.param.dtype, {n}, {}};
     if (direct) {
@@ -72,7 +74,8 @@ void run_blocked(const ElementwiseAlgorithm& algo, const Hyper& h, const Element
       if (moments[k].prec == StatePrecision::f32) {
         bufs[k] = static_cast<float*>(moments[k].data) + lo;
       } else {
-        load_block(moments[k], lo, n, m_tmp[k]);
+        for (int64_t q = 0; q < n; q += kQuantBlock)
+          load_block(moments[k], lo + q, std::min(kQuantBlock, n - q), m_tmp[k] + q);
         bufs[k] = m_tmp[k];
       }
     }
@@ -82,7 +85,9 @@ void run_blocked(const ElementwiseAlgorithm& algo, const Hyper& h, const Element
       else from_float32(p, pc);
     }
     for (size_t k = 0; k < moments.size(); ++k)
-      if (moments[k].prec != StatePrecision::f32) store_block(moments[k], lo, n, m_tmp[k]);
+      if (moments[k].prec != StatePrecision::f32)
+        for (int64_t q = 0; q < n; q += kQuantBlock)
+          store_block(moments[k], lo + q, std::min(kQuantBlock, n - q), m_tmp[k] + q);
   }
 }
 

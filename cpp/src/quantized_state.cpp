@@ -19,27 +19,9 @@ namespace {
 using math::kSignedMantissa;
 using math::kUnsignedMantissa;
 
-// value(c) of every byte: signed codes (sign bit 7), and nonnegative ones already squared.
-struct Tables {
-  std::array<float, 256> signed_value, nonnegative_value, unsigned_raw_sq;
-  float signed_max, unsigned_max;  // raw(max) of each code
-  Tables() {
-    signed_max = math::code_raw<kSignedMantissa>(127);
-    unsigned_max = math::code_raw<kUnsignedMantissa>(255);
-    for (int c = 0; c < 256; ++c) {
-      const float s = math::code_raw<kSignedMantissa>(c & 127) / signed_max;
-      signed_value[c] = (c & 128) ? -s : s;
-      const float u = math::code_raw<kUnsignedMantissa>(c) / unsigned_max;
-      nonnegative_value[c] = u * u;
-      const float r = math::code_raw<kUnsignedMantissa>(c);
-      unsigned_raw_sq[c] = r * r;
-    }
-  }
-};
-const Tables& tables() {
-  static const Tables t;
-  return t;
-}
+// raw(max) of each code: the largest code stands for the block's absmax.
+const float kSignedMax = math::code_raw<kSignedMantissa>(127);
+const float kUnsignedMax = math::code_raw<kUnsignedMantissa>(255);
 
 // The uniform bits of element `lane` of a block whose key is `block_key`.
 inline uint32_t lane_noise(uint32_t block_key, int64_t lane) {
@@ -50,39 +32,42 @@ inline uint32_t block_key(uint64_t key, int64_t block) {
 }
 
 void encode_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
-  const Tables& t = tables();
   const int64_t blk = lo / kQuantBlock;
   uint8_t* codes = static_cast<uint8_t*>(m.data) + lo;
-  float a = 0;
-  bool nan = false;
+  // absmax over the bits of |x|: for floats >= 0 their order is the integers' order, and NaN's
+  // bits exceed every other value's, so a NaN makes the block's absmax NaN (integer max: the
+  // loop vectorises).
+  uint32_t top = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const float x = std::fabs(in[i]);
-    nan |= x != x;
-    a = x > a ? x : a;
+    const uint32_t b = math::float_bits(in[i]) & 0x7fffffffu;
+    top = b > top ? b : top;
   }
-  if (nan) a = std::numeric_limits<float>::quiet_NaN();
+  const float a = top > 0x7f800000u ? std::numeric_limits<float>::quiet_NaN() : math::bits_float(top);
   m.absmax[blk] = a;
-  const uint32_t k = block_key(m.key, blk);
   if (!(a > 0) || !std::isfinite(a)) {  // zeros (or a non-finite block: decodes as NaN / inf)
     std::memset(codes, 0, static_cast<size_t>(n));
     return;
   }
   if (m.kind == MomentKind::nonnegative) {
-    const float scale = t.unsigned_max / std::sqrt(a);
-    const float* sq = t.unsigned_raw_sq.data();
-    for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_unsigned(in[i], scale, lane_noise(k, i), sq);
+    const uint32_t k = block_key(m.key, blk);
+    const float scale = kUnsignedMax / std::sqrt(a);
+    for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_unsigned(in[i], scale, lane_noise(k, i));
   } else {
-    const float scale = t.signed_max / a;  // first moments: to nearest (math/quantize.hpp)
+    const float scale = kSignedMax / a;  // first moments: to nearest (math/quantize.hpp)
     for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_signed(in[i], scale, 1u << (22 - kSignedMantissa));
   }
 }
 
 void decode_block(const Moment& m, int64_t lo, int64_t n, float* out) {
-  const Tables& t = tables();
   const float a = m.absmax[lo / kQuantBlock];
   const uint8_t* codes = static_cast<const uint8_t*>(m.data) + lo;
-  const float* v = m.kind == MomentKind::nonnegative ? t.nonnegative_value.data() : t.signed_value.data();
-  for (int64_t i = 0; i < n; ++i) out[i] = a * v[codes[i]];
+  if (m.kind == MomentKind::nonnegative) {
+    const float scale = a / (kUnsignedMax * kUnsignedMax);
+    for (int64_t i = 0; i < n; ++i) out[i] = math::decode_unsigned(codes[i], scale);
+  } else {
+    const float scale = a / kSignedMax;
+    for (int64_t i = 0; i < n; ++i) out[i] = math::decode_signed(codes[i], scale);
+  }
 }
 
 void bf16_block(const float* src, uint16_t* dst, int64_t n, uint64_t key, int64_t first) {
@@ -182,8 +167,10 @@ void store_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
       if (m.kind == MomentKind::nonnegative) {
         store_bf16_stochastic(in, static_cast<uint16_t*>(m.data) + lo, n, m.key, lo);
       } else {
-        TensorRef out{static_cast<uint16_t*>(m.data) + lo, DType::bf16, {n}, {}};
-        from_float32(in, out);
+        uint16_t* out = static_cast<uint16_t*>(m.data) + lo;
+        with_best_isa([&] {
+          for (int64_t i = 0; i < n; ++i) out[i] = math::bf16_nearest(in[i]);
+        });
       }
       break;
     case StatePrecision::q8: with_best_isa([&] { encode_block(m, lo, n, in); }); break;

@@ -53,12 +53,13 @@ ADX_HD uint32_t hash32(uint32_t x) {
   return x;
 }
 
-// raw(i) of a code with M mantissa bits (above).
+// raw(i) of a code with M mantissa bits (above), from its bits (no branches, no table: the
+// loops over a block vectorise).
 template <int M>
-ADX_HD float code_raw(int i) {
-  if (i < (1 << M)) return static_cast<float>(i) * bits_float(uint32_t(127 + 1 - kCodeBias - M) << 23);
-  const int e = i >> M, f = i & ((1 << M) - 1);
-  return bits_float(uint32_t(127 + e - kCodeBias) << 23) * (1.0f + static_cast<float>(f) / (1 << M));
+ADX_HD float code_raw(uint32_t i) {
+  const float normal = bits_float((i << (23 - M)) + (uint32_t(127 - kCodeBias) << 23));
+  const float sub = static_cast<float>(static_cast<int32_t>(i)) * bits_float(uint32_t(127 + 1 - kCodeBias - M) << 23);
+  return i < (1u << M) ? sub : normal;
 }
 
 // The code of z in [0, raw(max)] with M mantissa bits; `noise` holds uniform bits whose low
@@ -87,20 +88,36 @@ ADX_HD uint8_t encode_signed(float x, float scale, uint32_t noise) {
   const int i = code_of<kSignedMantissa, 7>(z, noise);
   return static_cast<uint8_t>((x < 0 ? 0x80 : 0) | i);
 }
-// x >= 0; `scale` = raw(max) / sqrt(A); raw_sq[i] = raw(i)^2. The code is the square root's,
-// but the choice between its two neighbours is unbiased for x itself: up with probability
+// x >= 0; `scale` = raw(max) / sqrt(A). The code is the square root's, but the choice between
+// its two neighbours is unbiased for x itself: up with probability
 // (z^2 - raw(i)^2) / (raw(i + 1)^2 - raw(i)^2), so that E[decoded] = x (not E[sqrt] = sqrt x).
-ADX_HD uint8_t encode_unsigned(float x, float scale, uint32_t noise, const float* raw_sq) {
+ADX_HD uint8_t encode_unsigned(float x, float scale, uint32_t noise) {
   const float xx = x > 0 ? x : 0.0f;
   const float z = sqrt_(xx) * scale;
-  int i = code_of<kUnsignedMantissa, 8>(z, 0);  // the neighbour below (truncation)
-  if (i < 255) {
-    const float z2 = xx * (scale * scale);
-    const float lo = raw_sq[i], hi = raw_sq[i + 1];
-    const float u = static_cast<float>(noise >> 8) * (1.0f / 16777216.0f);  // uniform [0, 1)
-    if (u * (hi - lo) < z2 - lo) ++i;
-  }
-  return static_cast<uint8_t>(i);
+  const int i = code_of<kUnsignedMantissa, 8>(z, 0);  // the neighbour below (truncation)
+  const float lo = code_raw<kUnsignedMantissa>(static_cast<uint32_t>(i));
+  const float hi = code_raw<kUnsignedMantissa>(static_cast<uint32_t>(i + 1));
+  const float z2 = xx * (scale * scale);
+  const float u = static_cast<float>(static_cast<int32_t>(noise >> 8)) * (1.0f / 16777216.0f);  // uniform [0, 1)
+  const bool up = i < 255 && u * (hi * hi - lo * lo) < z2 - lo * lo;
+  return static_cast<uint8_t>(i + (up ? 1 : 0));
+}
+// The values of codes: A times the signed value, or A times the squared nonnegative one
+// (`scale` = A / raw(max), or A / raw(max)^2).
+ADX_HD float decode_signed(uint8_t c, float scale) {
+  const float mag = code_raw<kSignedMantissa>(c & 127u);
+  return bits_float(float_bits(mag) | (uint32_t(c & 128u) << 24)) * scale;
+}
+ADX_HD float decode_unsigned(uint8_t c, float scale) {
+  const float r = code_raw<kUnsignedMantissa>(c);
+  return r * r * scale;
+}
+
+// float32 -> bf16 to nearest even (NaN stays NaN, quiet).
+ADX_HD uint16_t bf16_nearest(float x) {
+  const uint32_t b = float_bits(x);
+  if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((b >> 16) | 0x0040u);
+  return static_cast<uint16_t>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
 }
 
 // Stochastic rounding of float32 to bf16: the 16 bits dropped decide (uniformly) whether the
