@@ -51,7 +51,11 @@ void encode_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
   if (m.kind == MomentKind::nonnegative) {
     const uint32_t k = block_key(m.key, blk);
     const float scale = kUnsignedMax / std::sqrt(a);
-    for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_unsigned(in[i], scale, lane_noise(k, i));
+    // 16 uniform bits per element: one hash serves two neighbours (its halves).
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t r = lane_noise(k, i >> 1);
+      codes[i] = math::encode_unsigned(in[i], scale, (i & 1) ? r << 16 : r);
+    }
   } else {
     const float scale = kSignedMax / a;  // first moments: to nearest (math/quantize.hpp)
     for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_signed(in[i], scale, 1u << (22 - kSignedMantissa));

@@ -63,7 +63,8 @@ ADX_HD float code_raw(uint32_t i) {
 }
 
 // The code of z in [0, raw(max)] with M mantissa bits; `noise` holds uniform bits whose low
-// 23 - M decide the rounding (0x...: stochastic; 1 << (22 - M): to nearest, ties up).
+// 23 - M decide the rounding (0: truncation; 1 << (22 - M): to nearest, ties up). z is finite
+// (a block with a non-finite absmax is never encoded element by element).
 template <int M, int Bits>
 ADX_HD int code_of(float z, uint32_t noise) {
   constexpr int kMax = (1 << Bits) - 1;
@@ -73,8 +74,7 @@ ADX_HD int code_of(float z, uint32_t noise) {
   // normal moves z there (exactly, to float32's precision), and the offset is taken off again.
   const float zz = sub ? z + smallest_normal : z;
   const uint32_t b = float_bits(zz) + (noise & ((1u << (23 - M)) - 1));
-  int i = static_cast<int>(b >> (23 - M)) - ((127 - kCodeBias) << M) - (sub ? (1 << M) : 0);
-  if (!(z == z)) i = kMax;  // NaN (the block's absmax is then NaN too)
+  const int i = static_cast<int>(b >> (23 - M)) - ((127 - kCodeBias) << M) - (sub ? (1 << M) : 0);
   return i < 0 ? 0 : (i > kMax ? kMax : i);
 }
 
@@ -92,13 +92,21 @@ ADX_HD uint8_t encode_signed(float x, float scale, uint32_t noise) {
 // its two neighbours is unbiased for x itself: up with probability
 // (z^2 - raw(i)^2) / (raw(i + 1)^2 - raw(i)^2), so that E[decoded] = x (not E[sqrt] = sqrt x).
 ADX_HD uint8_t encode_unsigned(float x, float scale, uint32_t noise) {
+  constexpr int M = kUnsignedMantissa;
   const float xx = x > 0 ? x : 0.0f;
   const float z = sqrt_(xx) * scale;
-  const int i = code_of<kUnsignedMantissa, 8>(z, 0);  // the neighbour below (truncation)
-  const float lo = code_raw<kUnsignedMantissa>(static_cast<uint32_t>(i));
-  const float hi = code_raw<kUnsignedMantissa>(static_cast<uint32_t>(i + 1));
+  const int i = code_of<M, 8>(z, 0);  // the neighbour below (truncation)
+  // raw(i) and raw(i + 1) from z's own bits: z truncated to M mantissa bits, and one step of
+  // its binade above (the first binade's step below the smallest normal).
+  const float smallest_normal = bits_float(uint32_t(127 + 1 - kCodeBias) << 23);
+  const bool sub = z < smallest_normal;
+  const float zz = sub ? z + smallest_normal : z;
+  const uint32_t lo_bits = float_bits(zz) & ~((1u << (23 - M)) - 1);
+  const float step = bits_float(lo_bits & 0x7f800000u) * (1.0f / (1 << M));
+  const float lo = bits_float(lo_bits) - (sub ? smallest_normal : 0.0f);
+  const float hi = lo + step;
   const float z2 = xx * (scale * scale);
-  const float u = static_cast<float>(static_cast<int32_t>(noise >> 8)) * (1.0f / 16777216.0f);  // uniform [0, 1)
+  const float u = static_cast<float>(static_cast<int32_t>(noise >> 16)) * (1.0f / 65536.0f);  // uniform [0, 1)
   const bool up = i < 255 && u * (hi * hi - lo * lo) < z2 - lo * lo;
   return static_cast<uint8_t>(i + (up ? 1 : 0));
 }
