@@ -273,11 +273,15 @@ def test_signature_and_defaults_match_torch(row):
     ref = inspect.signature(getattr(torch.optim, row.name)).parameters
     for name, p in ref.items():
         assert ours[name].kind == p.kind and ours[name].default == p.default, name
-    assert set(ours) - set(ref) == row.extra_args
+    # ours: state_precision and stochastic_rounding (README, Smaller state), keyword-only, off by default
+    precision = {"state_precision": "fp32", "stochastic_rounding": False}
+    assert set(ours) - set(ref) == row.extra_args | set(precision)
+    assert all(ours[k].kind == inspect.Parameter.KEYWORD_ONLY and ours[k].default == v for k, v in precision.items())
     w = torch.zeros(3, requires_grad=True)
     g_ours, g_ref = getattr(at, row.name)([w]).param_groups[0], getattr(torch.optim, row.name)([w]).param_groups[0]
-    assert set(g_ours) == set(g_ref)
+    assert set(g_ours) == set(g_ref) | set(precision)
     assert all(g_ours[k] == g_ref[k] for k in g_ref if k != "params")
+    assert all(g_ours[k] == v for k, v in precision.items())
 
 
 @pytest.mark.parametrize("row", ROWS, ids=ids(ROWS))
