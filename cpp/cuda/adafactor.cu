@@ -263,6 +263,7 @@ void adafactor_step(const AdafactorArgs& a, Slot& s, void* stream) {
     case DType::f64: return step_mode<double, double>(a, s, st);
     case DType::bf16: return step_mode<__nv_bfloat16, float>(a, s, st);
     case DType::f16: return step_mode<__half, float>(a, s, st);
+    case DType::u8: break;  // never a parameter (the driver refuses it)
   }
 }
 

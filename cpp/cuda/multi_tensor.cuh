@@ -96,7 +96,7 @@ void run_multi_tensor(std::vector<Slot>& slots, size_t first_buffer, const MakeC
                       void* stream) {
   if (slots.empty()) return;
   DeviceGuard on(slots[0].param.device.index);
-  std::vector<size_t> by[4];
+  std::vector<size_t> by[5];  // one per DType (uint8 is never a parameter)
   for (size_t i = 0; i < slots.size(); ++i) by[static_cast<int>(slots[i].param.dtype)].push_back(i);
   const cudaStream_t st = as_stream(stream);
   if (!by[int(DType::f32)].empty())
