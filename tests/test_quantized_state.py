@@ -428,3 +428,19 @@ def test_jax_equals_torch_in_low_precision(name, prec):
         assert np.array_equal(np.asarray(code), opt.state[tw]["exp_avg"].numpy())
     with pytest.raises(ValueError, match="state_precision"):
         getattr(AJ, name)(state_precision="4bit")
+
+
+def test_a_non_finite_entry_poisons_its_block_only():
+    """The policy of README's Non-finite gradients: the NaN entry shows at once; from the next
+    step its block of 256 (whose absmax is NaN) does, and no other block."""
+    p = torch.zeros(600, requires_grad=True)
+    opt = AT.AdamW([p], lr=1e-2, state_precision="8bit")
+    g = torch.ones(600)
+    g[3] = float("nan")
+    p.grad = g
+    opt.step()
+    assert torch.isnan(p).nonzero().flatten().tolist() == [3]
+    assert torch.isnan(opt.state[p]["exp_avg_absmax"]).tolist() == [True, False, False]
+    p.grad = torch.ones(600)
+    opt.step()
+    assert torch.isnan(p[:256]).all() and not torch.isnan(p[256:]).any()
