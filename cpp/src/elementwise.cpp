@@ -74,8 +74,7 @@ void run_blocked(const ElementwiseAlgorithm& algo, const Hyper& h, const Element
       if (moments[k].prec == StatePrecision::f32) {
         bufs[k] = static_cast<float*>(moments[k].data) + lo;
       } else {
-        for (int64_t q = 0; q < n; q += kQuantBlock)
-          load_block(moments[k], lo + q, std::min(kQuantBlock, n - q), m_tmp[k] + q);
+        load_block(moments[k], lo, n, m_tmp[k]);
         bufs[k] = m_tmp[k];
       }
     }
@@ -85,9 +84,7 @@ void run_blocked(const ElementwiseAlgorithm& algo, const Hyper& h, const Element
       else from_float32(p, pc);
     }
     for (size_t k = 0; k < moments.size(); ++k)
-      if (moments[k].prec != StatePrecision::f32)
-        for (int64_t q = 0; q < n; q += kQuantBlock)
-          store_block(moments[k], lo + q, std::min(kQuantBlock, n - q), m_tmp[k] + q);
+      if (moments[k].prec != StatePrecision::f32) store_block(moments[k], lo, n, m_tmp[k]);
   }
 }
 

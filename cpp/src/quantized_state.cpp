@@ -160,7 +160,11 @@ void load_block(const Moment& m, int64_t lo, int64_t n, float* out) {
       for (int64_t i = 0; i < n; ++i) out[i] = math::bits_float(uint32_t(b[i]) << 16);
       break;
     }
-    case StatePrecision::q8: with_best_isa([&] { decode_block(m, lo, n, out); }); break;
+    case StatePrecision::q8:
+      with_best_isa([&] {
+        for (int64_t q = 0; q < n; q += kQuantBlock) decode_block(m, lo + q, std::min(kQuantBlock, n - q), out + q);
+      });
+      break;
   }
 }
 
@@ -177,7 +181,11 @@ void store_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
         });
       }
       break;
-    case StatePrecision::q8: with_best_isa([&] { encode_block(m, lo, n, in); }); break;
+    case StatePrecision::q8:
+      with_best_isa([&] {
+        for (int64_t q = 0; q < n; q += kQuantBlock) encode_block(m, lo + q, std::min(kQuantBlock, n - q), in + q);
+      });
+      break;
   }
 }
 

@@ -53,7 +53,8 @@ struct Moment {
 Moment moment_of(const Slot& s, size_t at, MomentKind kind, uint64_t buffer_id);
 
 // Elements [lo, lo + n) of a moment into / out of float32; lo is a multiple of kQuantBlock and
-// n <= kQuantBlock (one block, whose absmax is recomputed on store). f32 moments are copied.
+// [lo, lo + n) is whole blocks (the last may end with the moment): each block's absmax is
+// recomputed on store. f32 moments are copied.
 void load_block(const Moment& m, int64_t lo, int64_t n, float* out);
 void store_block(const Moment& m, int64_t lo, int64_t n, const float* in);
 
