@@ -171,32 +171,43 @@ class EmaOperator final : public detail::Operator<float> {
 
   // The update pass with a low-precision first moment: chunks own whole blocks of kQuantBlock
   // elements (those that start inside them), each decoded, updated and encoded again; the
-  // denominator of the chunk's rows is computed once per chunk.
+  // denominator is computed a row tile at a time (as in update), plus the rows a block that
+  // starts in the tile reaches into.
   void update_blocks(const kernels::UpdateRow& a, const Moment& mq, float* theta, bool guided,
                      std::vector<Sums3>& cos) const {
     const int64_t total = m_ * n_;
-    const int64_t grain = round_up(std::max(detail::row_grain(n_), int64_t(4)) * n_);
+    const int64_t tile = detail::row_grain(n_);
+    const int64_t grain = round_up(std::max(tile, int64_t(4)) * n_);
+    // A block of the tile's last row may reach into the next rows: the tile's denominator
+    // covers them too (at most ceil(kQuantBlock / n) + 1 rows more).
+    const int64_t reach = (kQuantBlock + n_ - 1) / n_ + 1;
     cos.assign(std::max(1, chunk_count(total, grain)), Sums3{});
     parallel_chunks(total, grain, [&](int ch, int64_t e0, int64_t e1) {
       const int64_t lo = round_up(e0), hi = std::min(total, round_up(e1));
       if (lo >= hi) return;
-      const int64_t r0 = lo / n_, r1 = (hi + n_ - 1) / n_;
       MatF sq, den;
-      const float* d;
-      if (!den_all_.empty()) {
-        d = den_all_.data() + r0 * n_;
-      } else {
-        square_tile(r0, r1 - r0, sq);
-        den.resize(r1 - r0, n_);
-        den_tile(r0, r1 - r0, sq, den.data());
-        d = den.data();
-      }
       float mb[kQuantBlock];
-      for (int64_t b = lo; b < hi; b += kQuantBlock) {
-        const int64_t nb = std::min(kQuantBlock, hi - b);
-        load_block(mq, b, nb, mb);
-        kernels::update_row(a, g_ + b, d + (b - r0 * n_), nb, mb, theta + b, !guided, guided ? cos[ch].v : nullptr);
-        store_block(mq, b, nb, mb);
+      int64_t b = lo;
+      // Row tiles of the chunk, one denominator tile at a time; each block starting in a tile
+      // is stepped from that tile's rows.
+      for (int64_t t0 = lo / n_; b < hi; t0 += tile) {
+        const int64_t rows_end = std::min(m_, t0 + tile), starts_end = std::min(hi, rows_end * n_);
+        const int64_t d_rows = std::min(m_, rows_end + reach) - t0;
+        const float* d;
+        if (!den_all_.empty()) {
+          d = den_all_.data() + t0 * n_;
+        } else {
+          square_tile(t0, d_rows, sq);
+          den.resize(d_rows, n_);
+          den_tile(t0, d_rows, sq, den.data());
+          d = den.data();
+        }
+        for (; b < starts_end; b += kQuantBlock) {
+          const int64_t nb = std::min(kQuantBlock, hi - b);
+          load_block(mq, b, nb, mb);
+          kernels::update_row(a, g_ + b, d + (b - t0 * n_), nb, mb, theta + b, !guided, guided ? cos[ch].v : nullptr);
+          store_block(mq, b, nb, mb);
+        }
       }
     });
   }

@@ -44,7 +44,10 @@ void encode_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
   }
   const float a = top > 0x7f800000u ? std::numeric_limits<float>::quiet_NaN() : math::bits_float(top);
   m.absmax[blk] = a;
-  if (!(a > 0) || !std::isfinite(a)) {  // zeros (or a non-finite block: decodes as NaN / inf)
+  if (!(a >= std::numeric_limits<float>::min()) || !std::isfinite(a)) {
+    // zeros, a block whose largest magnitude is below the smallest normal float (flushed to
+    // zero: its scale would overflow), or a non-finite block (decodes as NaN / inf)
+    if (a < std::numeric_limits<float>::min()) m.absmax[blk] = 0;
     std::memset(codes, 0, static_cast<size_t>(n));
     return;
   }
@@ -57,8 +60,15 @@ void encode_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
       codes[i] = math::encode_unsigned(in[i], scale, (i & 1) ? r << 16 : r);
     }
   } else {
-    const float scale = kSignedMax / a;  // first moments: to nearest (math/quantize.hpp)
-    for (int64_t i = 0; i < n; ++i) codes[i] = math::encode_signed(in[i], scale, 1u << (22 - kSignedMantissa));
+    // First moments: to nearest, unless that is the code the element already has; then
+    // stochastically, so that a change below half a code is kept on average (math/quantize.hpp).
+    const uint32_t k = block_key(m.key, blk);
+    const float scale = kSignedMax / a;
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t nearest = math::encode_signed(in[i], scale, 1u << (22 - kSignedMantissa));
+      const uint8_t random = math::encode_signed(in[i], scale, lane_noise(k, i));
+      codes[i] = nearest == codes[i] ? random : nearest;
+    }
   }
 }
 
@@ -83,6 +93,22 @@ void bf16_block(const float* src, uint16_t* dst, int64_t n, uint64_t key, int64_
     const int64_t stop = std::min(n, i + (blk + 1) * kQuantBlock - e);
     const uint32_t k = block_key(key, blk);
     for (; i < stop; ++i) dst[i] = math::bf16_stochastic(src[i], lane_noise(k, (first + i) % kQuantBlock));
+  }
+}
+
+// bf16 first moments: to nearest, or stochastically where nearest would keep the old value.
+void bf16_sticky_block(const float* src, uint16_t* dst, int64_t n, uint64_t key, int64_t first) {
+  int64_t i = 0;
+  while (i < n) {
+    const int64_t e = first + i;
+    const int64_t blk = e / kQuantBlock;
+    const int64_t stop = std::min(n, i + (blk + 1) * kQuantBlock - e);
+    const uint32_t k = block_key(key, blk);
+    for (; i < stop; ++i) {
+      const uint16_t nearest = math::bf16_nearest(src[i]);
+      const uint16_t random = math::bf16_stochastic(src[i], lane_noise(k, (first + i) % kQuantBlock));
+      dst[i] = nearest == dst[i] ? random : nearest;
+    }
   }
 }
 
@@ -176,9 +202,7 @@ void store_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
         store_bf16_stochastic(in, static_cast<uint16_t*>(m.data) + lo, n, m.key, lo);
       } else {
         uint16_t* out = static_cast<uint16_t*>(m.data) + lo;
-        with_best_isa([&] {
-          for (int64_t i = 0; i < n; ++i) out[i] = math::bf16_nearest(in[i]);
-        });
+        with_best_isa([&] { bf16_sticky_block(in, out, n, m.key, lo); });
       }
       break;
     case StatePrecision::q8:

@@ -61,6 +61,15 @@ class Rmsprop final : public KernelAlgorithm<RmspropKernel> {
     };
     return hp;
   }
+  // centered divides by sqrt(square_avg - grad_avg^2), a difference of two moments: rounded
+  // separately to 8 or 16 bits, it can go negative (NaN) where the variance is a few percent of
+  // square_avg, so low-precision state is refused for it.
+  void validate(const Hyper& h) const override {
+    if (flag(h, "centered") && state_precision(h) != StatePrecision::f32)
+      throw Error(ErrorKind::value, std::string("centered=True needs state_precision fp32 (the variance "
+                                                "square_avg - grad_avg^2 is lost to the rounding of low-precision "
+                                                "moments), got ") + precision_name(state_precision(h)));
+  }
   // Order matters: run() finds grad_avg and momentum_buffer by position.
   std::vector<std::string> buffer_names(const Hyper& h) const override {
     std::vector<std::string> names{"square_avg"};

@@ -179,7 +179,8 @@ PRECISION_ARGS = {
                        "bfloat16; '8bit' as one byte per element with a float32 absmax per block of 256 (signed "
                        "moments as a 4-exponent/3-mantissa code, second moments as the square root in a "
                        "4/4 code). Second moments round stochastically (reproducibly: keyed by parameter, step and "
-                       "element), first moments to nearest; each block is decoded, updated and encoded in one pass. CPU only; float32/bf16/fp16 "
+                       "element), first moments to nearest (stochastically where nearest would keep the old value); "
+                       "each block is decoded, updated and encoded in one pass. Not with centered RMSprop. CPU only; float32/bf16/fp16 "
                        "parameters ('8bit' needs C-contiguous ones).",
     "stochastic_rounding": "write bf16 parameters with stochastic rounding (unbiased; keyed like the state's) "
                            "instead of rounding to nearest, for pure-bf16 training without float32 master weights.",

@@ -3,8 +3,10 @@ registry's numbers (adapprox/quantized_state.hpp), and conversion of array state
 precisions.
 
     state_precision="fp32"  dense moments in float32 (float64 for float64 parameters)
-    state_precision="bf16"  dense moments in bf16, rounded stochastically
+    state_precision="bf16"  dense moments in bf16
     state_precision="8bit"  dense moments as 8-bit codes, one float32 absmax per 256 elements
+    (second moments round stochastically; first moments to nearest, stochastically where nearest
+    would keep the old value: cpp/src/math/quantize.hpp)
     stochastic_rounding=True  bf16 parameters are written with stochastic rounding
 """
 from __future__ import annotations

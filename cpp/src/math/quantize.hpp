@@ -18,9 +18,11 @@
 // with the probabilities that make the stored value unbiased, because their per-step change is
 // below half a code (v *= 0.999 each step, plus (1 - b2) g^2) and rounding to nearest would lose
 // it: on a fixed gradient sequence of 2000 steps, 8-bit v's relative error against float32 was
-// 10.8% stochastic and 17.4% to nearest. First moments move by (1 - b1)(g - m), far more than
-// half a code, and round to nearest: 5.2% error against 7.8% stochastic
-// (tests/test_quantized_state.py has the setting). bf16 moments follow the same rule.
+// 10.8% stochastic and 17.4% to nearest. First moments move by (1 - b1)(g - m) per step, mostly
+// more than half a code, and round to nearest (5.2% error against 7.8% stochastic there) -
+// except where nearest would give back the code the element already had: then stochastically,
+// so that a steady small change (b1 = 0.99, or an element far below its block's absmax) is not
+// lost (tests/test_quantized_state.py has both settings). bf16 moments follow the same rules.
 #pragma once
 #include <cstdint>
 #include <cstring>

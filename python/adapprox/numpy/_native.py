@@ -115,6 +115,9 @@ class NativeOptimizer:
             if g is None:
                 continue
             p = self.params[i]
+            if isinstance(p, np.ndarray) and p.dtype in _REAL and hyper.get("state_precision", 0):
+                raise ValueError(f"params[{i}]: state_precision other than 'fp32' is not offered for complex "
+                                 f"parameters (got {p.dtype})")
             if isinstance(p, np.ndarray) and p.dtype in _REAL and not _core.supports_complex(self.algorithm):
                 raise TypeError(f"params[{i}]: {type(self).__name__} does not support complex parameters")
             pr, gr = _real_view(p), _real_view(g)

@@ -22,17 +22,9 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch
 _NAMES = {v: k for k, v in _DTYPES.items()}
 
 
-def _memory_order(t):
-    """A dense tensor with its dimensions permuted into memory order (contiguous: a flat view
-    of it walks the bytes in order)."""
-    return t.permute(sorted(range(t.dim()), key=lambda d: -t.stride(d))) if t.dim() > 1 else t
-
-
-def _to_numpy(t, memory_order=False):
-    """A CPU NumPy copy of a state tensor in C order, or in its memory order (bf16 as its uint16
-    bits)."""
-    t = _local(t).detach()
-    t = (_memory_order(t) if memory_order else t).cpu()
+def _to_numpy(t):
+    """A CPU NumPy copy of a state tensor in C order (bf16 as its uint16 bits)."""
+    t = _local(t).detach().cpu()
     if t.dtype == torch.bfloat16:
         return t.contiguous().view(torch.int16).numpy().view("uint16").copy()
     return t.contiguous().numpy().copy()
@@ -107,11 +99,16 @@ class NativeOptimizer(torch.optim.Optimizer):
             return False
         if not needs_conversion(schema, st, lambda t: _NAMES.get(t.dtype) if torch.is_tensor(t) else None):
             return False
+        dt = _dtensor_type()
+        if dt is not None and isinstance(p, dt):
+            raise ValueError(f"{type(self).__name__}: the state of a DTensor parameter is held at another "
+                             "state_precision than its group's; converting sharded state is not offered, so load it "
+                             "with the state_precision it was saved with")
         names = {s["name"]: s for s in schema}
         bufs = {}
-        for s in schema:
+        for s in schema:  # every buffer in C order, as the byte format and the 8-bit blocks have it
             if s["moment"] and torch.is_tensor(st.get(s["name"])):
-                bufs[s["name"]] = _to_numpy(st[s["name"]], memory_order=True).reshape(-1)
+                bufs[s["name"]] = _to_numpy(st[s["name"]]).reshape(-1)
                 a = st.get(s["name"] + "_absmax")
                 if torch.is_tensor(a):
                     bufs[s["name"] + "_absmax"] = _to_numpy(a.float()).reshape(-1)
@@ -125,9 +122,9 @@ class NativeOptimizer(torch.optim.Optimizer):
             if spec is None:
                 continue
             src = _from_numpy(a).reshape(-1)
-            if spec["like_param"]:
+            if spec["like_param"]:  # the parameter's layout, filled in C order
                 t = torch.empty_like(p, dtype=src.dtype, memory_format=torch.preserve_format)
-                _memory_order(t).reshape(-1).copy_(src)
+                t.copy_(src.view(p.shape))
             else:
                 t = src.reshape(spec["shape"]).to(p.device)
             st[k] = t
