@@ -27,7 +27,8 @@ const float kUnsignedMax = math::code_raw<kUnsignedMantissa>(255);
 inline uint32_t lane_noise(uint32_t block_key, int64_t lane) {
   return math::hash32(block_key + static_cast<uint32_t>(lane) * 0x9E3779B9u);
 }
-// 16 uniform bits of element `lane`: one hash serves two neighbouring elements (its halves).
+// 16 uniform bits of element `lane`: one hash serves two neighbouring elements (its halves;
+// second moments, whose encoding is the costliest).
 inline uint32_t lane_bits16(uint32_t block_key, int64_t lane) {
   const uint32_t r = lane_noise(block_key, lane >> 1);
   return (lane & 1) ? (r & 0xffffu) : (r >> 16);
@@ -67,7 +68,7 @@ void encode_block(const Moment& m, int64_t lo, int64_t n, const float* in) {
     const float scale = kSignedMax / a;
     for (int64_t i = 0; i < n; ++i) {
       const uint8_t nearest = math::encode_signed(in[i], scale, 1u << (22 - kSignedMantissa));
-      const uint8_t random = math::encode_signed(in[i], scale, lane_bits16(k, i) << (7 - kSignedMantissa));
+      const uint8_t random = math::encode_signed(in[i], scale, lane_noise(k, i));
       codes[i] = nearest == codes[i] ? random : nearest;
     }
   }
@@ -93,7 +94,7 @@ void bf16_block(const float* src, uint16_t* dst, int64_t n, uint64_t key, int64_
     const int64_t blk = e / kQuantBlock;
     const int64_t stop = std::min(n, i + (blk + 1) * kQuantBlock - e);
     const uint32_t k = block_key(key, blk);
-    for (; i < stop; ++i) dst[i] = math::bf16_stochastic(src[i], lane_bits16(k, (first + i) % kQuantBlock));
+    for (; i < stop; ++i) dst[i] = math::bf16_stochastic(src[i], lane_noise(k, (first + i) % kQuantBlock));
   }
 }
 
@@ -107,7 +108,7 @@ void bf16_sticky_block(const float* src, uint16_t* dst, int64_t n, uint64_t key,
     const uint32_t k = block_key(key, blk);
     for (; i < stop; ++i) {
       const uint16_t nearest = math::bf16_nearest(src[i]);
-      const uint16_t random = math::bf16_stochastic(src[i], lane_bits16(k, (first + i) % kQuantBlock));
+      const uint16_t random = math::bf16_stochastic(src[i], lane_noise(k, (first + i) % kQuantBlock));
       dst[i] = nearest == dst[i] ? random : nearest;
     }
   }
