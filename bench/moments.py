@@ -17,7 +17,9 @@ import adapprox.torch as at
 from .common import table, write_results
 
 
-def run(precision, steps, seed=5):
+def held_moments(precision, steps, seed=5):
+    """(the moments adapprox.torch.AdamW at `precision` holds, decoded to float32; torch.optim.AdamW's
+    moments; the two parameters) after `steps` steps of the gradient sequence of `seed`."""
     g = torch.Generator().manual_seed(seed)
     scale = torch.exp(torch.randn(64, 48, generator=g))
     p, r = torch.zeros(64, 48, requires_grad=True), torch.zeros(64, 48, requires_grad=True)
@@ -31,10 +33,13 @@ def run(precision, steps, seed=5):
     full = at.AdamW([torch.zeros(64, 48, requires_grad=True)])
     sd = opt.state_dict()
     sd["param_groups"][0]["state_precision"] = "fp32"
-    full.load_state_dict(sd)  # decoded
-    st, rst = next(iter(full.state.values())), ref.state[r]
-    out = dict(precision=precision, steps=steps,
-               param_rel=((p - r).norm() / r.norm()).item())
+    full.load_state_dict(sd)  # decoded by the state_precision conversion
+    return next(iter(full.state.values())), ref.state[r], p, r
+
+
+def run(precision, steps, seed=5):
+    st, rst, p, r = held_moments(precision, steps, seed)
+    out = dict(precision=precision, steps=steps, param_rel=((p - r).norm() / r.norm()).item())
     for k in ("exp_avg", "exp_avg_sq"):
         out[k + "_rel"] = ((st[k] - rst[k]).norm() / rst[k].norm()).item()
         out[k + "_bias"] = ((st[k] - rst[k]).sum() / rst[k].abs().sum()).item()

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "adapprox/tensor_ops.hpp"
+#include "algorithms.hpp"
 #include "isa_dispatch.hpp"
 #include "math/quantize.hpp"
 #include "math/random.hpp"
@@ -86,32 +87,31 @@ void decode_block(const Moment& m, int64_t lo, int64_t n, float* out) {
   }
 }
 
-void bf16_block(const float* src, uint16_t* dst, int64_t n, uint64_t key, int64_t first) {
-  // Keys per kQuantBlock of the tensor, so that the bits do not depend on how it is cut.
+// Calls round(i, noise) for elements [0, n) of a run that starts at element `first` of its
+// tensor, with the random bits of (key, element): keys are per kQuantBlock of the tensor, so the
+// bits do not depend on how the tensor is cut.
+template <class Round>
+void for_each_noise(int64_t n, uint64_t key, int64_t first, const Round& round) {
   int64_t i = 0;
   while (i < n) {
     const int64_t e = first + i;
     const int64_t blk = e / kQuantBlock;
     const int64_t stop = std::min(n, i + (blk + 1) * kQuantBlock - e);
     const uint32_t k = block_key(key, blk);
-    for (; i < stop; ++i) dst[i] = math::bf16_stochastic(src[i], lane_noise(k, (first + i) % kQuantBlock));
+    for (; i < stop; ++i) round(i, lane_noise(k, (first + i) % kQuantBlock));
   }
+}
+
+void bf16_block(const float* src, uint16_t* dst, int64_t n, uint64_t key, int64_t first) {
+  for_each_noise(n, key, first, [&](int64_t i, uint32_t noise) { dst[i] = math::bf16_stochastic(src[i], noise); });
 }
 
 // bf16 first moments: to nearest, or stochastically where nearest would keep the old value.
 void bf16_sticky_block(const float* src, uint16_t* dst, int64_t n, uint64_t key, int64_t first) {
-  int64_t i = 0;
-  while (i < n) {
-    const int64_t e = first + i;
-    const int64_t blk = e / kQuantBlock;
-    const int64_t stop = std::min(n, i + (blk + 1) * kQuantBlock - e);
-    const uint32_t k = block_key(key, blk);
-    for (; i < stop; ++i) {
-      const uint16_t nearest = math::bf16_nearest(src[i]);
-      const uint16_t random = math::bf16_stochastic(src[i], lane_noise(k, (first + i) % kQuantBlock));
-      dst[i] = nearest == dst[i] ? random : nearest;
-    }
-  }
+  for_each_noise(n, key, first, [&](int64_t i, uint32_t noise) {
+    const uint16_t nearest = math::bf16_nearest(src[i]);
+    dst[i] = nearest == dst[i] ? math::bf16_stochastic(src[i], noise) : nearest;
+  });
 }
 
 }  // namespace
@@ -145,14 +145,10 @@ HyperParam stochastic_rounding_param() {
 }
 
 void add_moment(std::vector<BufferSpec>& out, const std::string& name, MomentKind kind, DType math,
-                const std::vector<int64_t>& shape, StatePrecision prec, bool like_param) {
-  BufferSpec b;
-  b.name = name;
-  b.shape = shape;
-  b.like_param = like_param;
-  b.follows_rows = true;
+                const std::vector<int64_t>& shape, StatePrecision prec) {
+  BufferSpec b = algorithms::like_param(
+      name, prec == StatePrecision::f32 ? math : prec == StatePrecision::bf16 ? DType::bf16 : DType::u8, shape);
   b.moment = kind;
-  b.dtype = prec == StatePrecision::f32 ? math : prec == StatePrecision::bf16 ? DType::bf16 : DType::u8;
   out.push_back(b);
   if (prec != StatePrecision::q8) return;
   int64_t numel = 1;

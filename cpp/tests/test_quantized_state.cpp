@@ -6,45 +6,13 @@
 #include <vector>
 
 #include "adapprox/adapprox.h"
+#include "c_api_helpers.hpp"
 #include "check.hpp"
 
 namespace {
 
-struct Param {  // a float32 or float64 tensor with its adx_DLTensor view
-  std::vector<float> f32;
-  std::vector<double> f64;
-  std::vector<int64_t> shape;
-  adx_DLTensor t{};
-  Param(std::vector<int64_t> s, int bits = 32) : shape(std::move(s)) {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    f32.assign(bits == 32 ? n : 0, 0.0f);
-    f64.assign(bits == 64 ? n : 0, 0.0);
-    t.data = bits == 64 ? static_cast<void*>(f64.data()) : static_cast<void*>(f32.data());
-    t.device = {1, 0};
-    t.ndim = static_cast<int32_t>(shape.size());
-    t.dtype = {2, static_cast<uint8_t>(bits), 1};
-    t.shape = shape.data();
-  }
-};
-
-adx_optimizer* make(const char* spec) {
-  adx_optimizer* o = nullptr;
-  return adx_create(spec, &o) == ADX_OK ? o : nullptr;
-}
-
-std::vector<unsigned char> saved(adx_optimizer* o) {
-  size_t n = 0;
-  adx_state_size(o, &n);
-  std::vector<unsigned char> b(n);
-  size_t w = 0;
-  adx_state_save(o, b.data(), b.size(), &w);
-  b.resize(w);
-  return b;
-}
-
 // Gradient k of a run: deterministic, varied magnitudes (elements 0..n).
-void gradient(Param& g, int k) {
+void gradient(Tensor& g, int k) {
   for (size_t i = 0; i < g.f32.size(); ++i)
     g.f32[i] = std::sin(0.37f * float(i) + 1.3f * float(k)) * (1.0f + float(i % 7));
 }
@@ -55,7 +23,7 @@ TEST(eight_bit_state_resumes_bit_for_bit) {
   for (const char* spec : {"adamw:lr=0.01,state_precision=8bit", "adamw:lr=0.01,state_precision=bf16",
                            "adapprox:lr=0.01,rank=2,state_precision=8bit", "sgd:lr=0.01,momentum=0.9,state_precision=2",
                            "adafactor:mode=1,beta1=0.9,lr=0.01,relative_step=0,state_precision=8bit"}) {
-    Param a({30, 40}), b({30, 40}), g({30, 40});
+    Tensor a({30, 40}, 0), b({30, 40}, 0), g({30, 40}, 0);
     adx_optimizer* first = make(spec);
     CHECK(first != nullptr);
     if (!first) continue;
@@ -80,11 +48,11 @@ TEST(eight_bit_state_resumes_bit_for_bit) {
 }
 
 TEST(eight_bit_state_is_smaller_and_a_float32_handle_decodes_it) {
-  Param p({64, 64}), g({64, 64});
+  Tensor p({64, 64}, 0), g({64, 64}, 0);
   adx_optimizer* q8 = make("adamw:lr=0.01,state_precision=8bit");
   adx_optimizer* f32 = make("adamw:lr=0.01");
   gradient(g, 0);
-  Param p2({64, 64});
+  Tensor p2({64, 64}, 0);
   CHECK(adx_step(q8, &p.t, &g.t, 1, -1.0) == ADX_OK);
   CHECK(adx_step(f32, &p2.t, &g.t, 1, -1.0) == ADX_OK);
   size_t s8 = 0, s32 = 0, adamw = 0;
@@ -110,7 +78,7 @@ TEST(refusals_name_the_argument_and_change_nothing) {
   CHECK(adx_create("adamw:state_precision=4bit", &o) != ADX_OK);
   CHECK(adx_create("adamw:state_precision=3", &o) == ADX_ERR_VALUE);
   adx_optimizer* q8 = make("adamw:lr=0.01,state_precision=8bit");
-  Param p({10}, 64), g({10}, 64);
+  Tensor p({10}, 0, 64), g({10}, 0, 64);
   for (double& x : g.f64) x = 1.0;
   CHECK(adx_step(q8, &p.t, &g.t, 1, -1.0) == ADX_ERR_VALUE);
   CHECK(std::string(adx_last_error()).find("state_precision") != std::string::npos);

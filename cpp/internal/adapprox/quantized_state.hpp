@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "adapprox/optimizer.hpp"
 #include "adapprox/registry.hpp"
 
 namespace adapprox {
@@ -32,10 +33,10 @@ const char* precision_name(StatePrecision p);    // "fp32", "bf16", "8bit"
 HyperParam state_precision_param();
 HyperParam stochastic_rounding_param();
 
-// The buffers of one dense moment under `prec` (appended to `out`): like the parameter
-// (`like_param`) or C-ordered with the parameter's shape; math dtype `math` at full precision.
+// The buffers of one dense moment under `prec` (appended to `out`): like the parameter, math
+// dtype `math` at full precision, then (8-bit) its absmax.
 void add_moment(std::vector<BufferSpec>& out, const std::string& name, MomentKind kind, DType math,
-                const std::vector<int64_t>& shape, StatePrecision prec, bool like_param = true);
+                const std::vector<int64_t>& shape, StatePrecision prec);
 // How many state buffers a moment occupies (2 for 8-bit codes and their absmax).
 inline size_t moment_buffers(StatePrecision p) { return p == StatePrecision::q8 ? 2 : 1; }
 
@@ -77,12 +78,6 @@ void convert_moment(const Moment& src, const Moment& dst, int64_t numel);
 // parameters. Throws Error(value) (Error(device) on CUDA).
 void check_precision_supported(const Hyper& h, const Slot& s, const std::string& who,
                                const char* c_order_user = nullptr);
-
-}  // namespace adapprox
-
-#include "adapprox/optimizer.hpp"
-
-namespace adapprox {
 
 // Saved state at another precision made to fit `schema`: every dense moment of the record
 // whose dtype differs from the schema's (float32, bf16 or 8-bit codes with their absmax) is

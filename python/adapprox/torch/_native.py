@@ -92,18 +92,20 @@ class NativeOptimizer(torch.optim.Optimizer):
             cls._hyper = with_precision(hyper)  # state_precision / stochastic_rounding, where kept
 
     def _conform_precision(self, hyper, p, st, schema):
-        """Dense moments held at another precision than `hyper` asks for (state loaded from an
-        optimizer with another state_precision) converted in place of `st`: float32 is encoded
-        to 8-bit codes or bf16, 8-bit codes and bf16 decoded. No-op when they already fit."""
+        """A copy of `st` whose dense moments held at another precision than `hyper` asks for
+        (state loaded from an optimizer with another state_precision) are converted: float32 is
+        encoded to 8-bit codes or bf16, 8-bit codes and bf16 decoded. None when they already fit
+        (the check of every step; nothing is copied then)."""
         if p.is_complex():  # (complex state stays complex: no other precision is offered for it)
-            return False
+            return None
         if not needs_conversion(schema, st, lambda t: _NAMES.get(t.dtype) if torch.is_tensor(t) else None):
-            return False
+            return None
         dt = _dtensor_type()
         if dt is not None and isinstance(p, dt):
             raise ValueError(f"{type(self).__name__}: the state of a DTensor parameter is held at another "
                              "state_precision than its group's; converting sharded state is not offered, so load it "
                              "with the state_precision it was saved with")
+        st = dict(st)
         names = {s["name"]: s for s in schema}
         bufs = {}
         for s in schema:  # every buffer in C order, as the byte format and the 8-bit blocks have it
@@ -128,7 +130,7 @@ class NativeOptimizer(torch.optim.Optimizer):
             else:
                 t = src.reshape(spec["shape"]).to(p.device)
             st[k] = t
-        return True
+        return st
 
     def _check_groups(self):
         for group in self.param_groups:
@@ -258,9 +260,9 @@ class NativeOptimizer(torch.optim.Optimizer):
                 is_new = not st
                 converted = False
                 if not is_new:  # moments of another state_precision: converted copies, kept if the step succeeds
-                    st2 = dict(st)
-                    if self._conform_precision(hyper, p, st2, schema):
-                        st, converted = st2, True
+                    conformed = self._conform_precision(hyper, p, st, schema)
+                    if conformed is not None:
+                        st, converted = conformed, True
                 if not is_new and not st.keys() <= names:
                     self._refuse_foreign(gi, index - 1, st, names)
                 if p.is_complex() and hyper.get("state_precision", 0):
@@ -418,7 +420,9 @@ class NativeOptimizer(torch.optim.Optimizer):
                 if not st or p.is_complex():
                     continue
                 schema = self._schema(hyper, p)
-                self._conform_precision(hyper, p, st, schema)
+                conformed = self._conform_precision(hyper, p, st, schema)
+                if conformed is not None:
+                    st = self.state[p] = conformed
                 for spec in schema:
                     t = st.get(spec["name"])
                     if torch.is_tensor(t) and spec["name"] != "step":
