@@ -39,6 +39,9 @@ OUTCOMES = feedback([*FRONTS, "accepted", "checksum", "truncated", "magic", "for
                      "must be", "whole number", "aliases", "dtype", "shape", "stepped", "ValueError",
                      "TypeError"])
 MAX_NUMEL = 1 << 14  # larger saved shapes are decoded and loaded but not stepped
+# A full-matrix step costs O(n^3) in a parameter's size n (an n x n eigendecomposition): n = 2048
+# already takes seconds, which libFuzzer reports as a slow unit. Its cap keeps the search fast.
+MAX_NUMEL_OF = {"fullmatrixadagrad": 1 << 9}
 MAX_PARAMS = 16
 
 
@@ -58,7 +61,8 @@ def step_in_python(name: str, states: list, data: bytes) -> None:
     if name not in FRONTS or len(states) > MAX_PARAMS:
         return
     shapes = [(2,) if st is None else tuple(st[0]) for st in states]  # st: (shape, step, {name: array})
-    if any(math.prod(d for d in s if d) > MAX_NUMEL for s in shapes):  # zero extents beside huge ones too
+    cap = MAX_NUMEL_OF.get(name, MAX_NUMEL)
+    if any(math.prod(d for d in s if d) > cap for s in shapes):  # zero extents beside huge ones too
         return
     f64 = [st is not None and any(a.dtype == np.float64 for a in st[2].values()) for st in states]
     params = [np.full(s, 0.5, np.float64 if w else np.float32) for s, w in zip(shapes, f64)]

@@ -68,6 +68,26 @@ def states() -> dict[str, bytes]:
     return out
 
 
+def widened_full_matrix() -> bytes:
+    """A full-matrix state whose one vector claims 3000 elements while its stored sum stays 7 x 7:
+    the loader refuses it, and the fuzz target must then step such shapes only when cheap (an
+    n x n eigendecomposition per step is seconds at n = 3000, which libFuzzer calls a slow unit)."""
+    opt = anp.FullMatrixAdagrad([np.zeros(7, np.float32)])
+    opt.step([np.ones(7, np.float32)])
+    data = opt.save_native_state()
+    extent = b"\x01\x00\x00\x00" + (7).to_bytes(8, "little")  # ndim 1, extent 7
+    at = data.index(extent) + 4
+    body = data[:at] + (3000).to_bytes(8, "little") + data[at + 8:-8]
+    return body + fnv1a(body).to_bytes(8, "little")
+
+
+def fnv1a(data: bytes) -> int:
+    h = 1469598103934665603
+    for b in data:
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
 def main() -> None:
     spec_dir, state_dir = HERE / "corpus" / "spec", HERE / "corpus" / "state"
     for d in (spec_dir, state_dir):
@@ -80,6 +100,7 @@ def main() -> None:
     for name, data in states().items():
         assert _core.load_state_check(data)
         (state_dir / f"{name}.bin").write_bytes(data)
+    (state_dir / "fullmatrixadagrad_wide.bin").write_bytes(widened_full_matrix())
     print(f"wrote {len(SPECS)} specs to {spec_dir} and {len(list(state_dir.iterdir()))} states to {state_dir}")
 
 

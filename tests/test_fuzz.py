@@ -60,6 +60,10 @@ def test_state_seeds_load():
     assert len(seeds) >= 4 and all(p.stat().st_size < 8192 for p in seeds)
     names = set()
     for p in seeds:
+        if p.stem == "fullmatrixadagrad_wide":  # made to be refused: its extent disagrees with its sum
+            with pytest.raises(ValueError, match="sum"):
+                _core.load_state_check(p.read_bytes())
+            continue
         spec = _core.load_state_check(p.read_bytes())
         names.add(spec.split(":")[0])
         assert _core.canonical_spec(spec) == spec
